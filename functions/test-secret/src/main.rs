@@ -1,0 +1,7 @@
+//! Runs only the testSecret step (workflow mode and per-step local invocation).
+use rotation::Step;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    rotation::lambda::serve(Some(Step::Test)).await
+}

@@ -1,0 +1,165 @@
+//! The error type of the rotation engine.
+//!
+//! Messages name the step, the field or the credential that failed, and never carry a secret
+//! value: database errors are reduced to their cause, JSON errors to the field name.
+
+use std::fmt;
+
+use crate::event::Step;
+
+/// Which credential a database login used, so that an error can say which one failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// The AWSCURRENT version of the secret.
+    Current,
+    /// The AWSPREVIOUS version of the secret.
+    Previous,
+    /// The AWSPENDING version of the secret (the one being rotated in).
+    Pending,
+    /// The master secret named by `masterarn`.
+    Master,
+}
+
+impl fmt::Display for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Credential::Current => "current (AWSCURRENT)",
+            Credential::Previous => "previous (AWSPREVIOUS)",
+            Credential::Pending => "pending (AWSPENDING)",
+            Credential::Master => "master (masterarn)",
+        })
+    }
+}
+
+/// Why a database connection or statement failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFailure {
+    /// The server rejected the user name or password.
+    Authentication,
+    /// The server could not be reached, refused the connection or did not answer in time.
+    Network,
+    /// The TLS handshake failed: no TLS on the server, an untrusted or mismatched certificate.
+    Tls,
+    /// The server accepted the login but refused a statement.
+    Statement,
+}
+
+impl fmt::Display for DbFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DbFailure::Authentication => "authentication failed",
+            DbFailure::Network => "network error",
+            DbFailure::Tls => "TLS error",
+            DbFailure::Statement => "statement failed",
+        })
+    }
+}
+
+/// Everything that can make a rotation step fail.
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    /// The invocation event is not a valid rotation event.
+    #[error("invalid rotation event: {0}")]
+    InvalidEvent(String),
+    /// A step function was invoked for a step it does not run.
+    #[error("this function runs only the {expected} step, but the event asks for {got}")]
+    WrongStep {
+        /// The step the function runs.
+        expected: Step,
+        /// The step the event asked for.
+        got: Step,
+    },
+    /// The secret's rotation is not enabled in Secrets Manager.
+    #[error("secret {secret}: rotation is not enabled")]
+    RotationDisabled {
+        /// The secret's ARN or name.
+        secret: String,
+    },
+    /// The ClientRequestToken is not in the state the step needs.
+    #[error("secret {secret}: version {token} {problem}")]
+    BadToken {
+        /// The secret's ARN or name.
+        secret: String,
+        /// The ClientRequestToken of the event.
+        token: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The secret's JSON is invalid: the message names the field, never its value.
+    #[error("secret {secret} ({version}): {problem}")]
+    InvalidSecret {
+        /// The secret's ARN or name.
+        secret: String,
+        /// Which version: AWSCURRENT, AWSPENDING, AWSPREVIOUS or the master secret.
+        version: String,
+        /// The field and what is wrong with it.
+        problem: String,
+    },
+    /// The function's configuration (environment variables) is invalid.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A Secrets Manager call failed.
+    #[error("Secrets Manager {operation} on {secret} failed: {message}")]
+    SecretsManager {
+        /// The API operation.
+        operation: &'static str,
+        /// The secret's ARN or name.
+        secret: String,
+        /// The service's error, without secret values (Secrets Manager never echoes them).
+        message: String,
+    },
+    /// A database login or statement failed.
+    #[error("{credential} credentials for user {user:?} on {endpoint}: {failure}: {detail}")]
+    Database {
+        /// Which credential was used.
+        credential: Credential,
+        /// The user name that logged in (not secret).
+        user: String,
+        /// host:port of the database.
+        endpoint: String,
+        /// The class of failure.
+        failure: DbFailure,
+        /// The driver's message, which never contains the password.
+        detail: String,
+    },
+    /// No credential the step may use could log in.
+    #[error("cannot log in to {endpoint} as {user:?} with the current or the previous credentials: current: {current}; previous: {previous}")]
+    NoWorkingCredential {
+        /// host:port of the database.
+        endpoint: String,
+        /// The user name.
+        user: String,
+        /// Why the current credentials failed.
+        current: String,
+        /// Why the previous credentials failed (or that there are none).
+        previous: String,
+    },
+    /// The pending credentials failed the test step.
+    #[error("the pending credentials do not work: {0}")]
+    TestFailed(String),
+}
+
+impl RotationError {
+    /// Whether this is a database authentication failure (wrong user name or password).
+    pub fn is_authentication_failure(&self) -> bool {
+        matches!(
+            self,
+            RotationError::Database {
+                failure: DbFailure::Authentication,
+                ..
+            }
+        )
+    }
+
+    /// Builds an [`RotationError::InvalidSecret`] for one field of one version of a secret.
+    pub fn invalid_secret(secret: &str, version: &str, problem: impl Into<String>) -> Self {
+        RotationError::InvalidSecret {
+            secret: secret.to_owned(),
+            version: version.to_owned(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The result type of the rotation engine.
+pub type Result<T, E = RotationError> = std::result::Result<T, E>;

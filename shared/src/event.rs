@@ -1,0 +1,209 @@
+//! The rotation event Secrets Manager (or the workflow, or a developer) sends to a function.
+
+use std::fmt;
+use std::str::FromStr;
+
+use secrecy::SecretString;
+use serde_json::Value;
+
+use crate::error::{Result, RotationError};
+
+/// One of the four steps of Secrets Manager's rotation protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// createSecret: generate new credentials and store them as AWSPENDING.
+    Create,
+    /// setSecret: make the pending credentials valid in the target system.
+    Set,
+    /// testSecret: prove the pending credentials work.
+    Test,
+    /// finishSecret: move AWSCURRENT to the pending version.
+    Finish,
+}
+
+impl Step {
+    /// All steps, in protocol order.
+    pub const ALL: [Step; 4] = [Step::Create, Step::Set, Step::Test, Step::Finish];
+
+    /// The spelling Secrets Manager sends (`createSecret`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Create => "createSecret",
+            Step::Set => "setSecret",
+            Step::Test => "testSecret",
+            Step::Finish => "finishSecret",
+        }
+    }
+
+    /// The name of the Lambda binary that runs only this step.
+    pub fn function_name(self) -> &'static str {
+        match self {
+            Step::Create => "create-secret",
+            Step::Set => "set-secret",
+            Step::Test => "test-secret",
+            Step::Finish => "finish-secret",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Step {
+    type Err = RotationError;
+
+    /// Accepts `createSecret` and `create_secret` (both spellings appear in AWS's documentation).
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "createSecret" | "create_secret" => Ok(Step::Create),
+            "setSecret" | "set_secret" => Ok(Step::Set),
+            "testSecret" | "test_secret" => Ok(Step::Test),
+            "finishSecret" | "finish_secret" => Ok(Step::Finish),
+            other => Err(RotationError::InvalidEvent(format!(
+                "field `Step`: unknown step {other:?}; expected createSecret, setSecret, testSecret or finishSecret"
+            ))),
+        }
+    }
+}
+
+/// A rotation event: which step to run for which secret version.
+///
+/// `RotationToken` is sensitive (it authorises PutSecretValue across accounts): it is kept as a
+/// [`SecretString`], so Debug output redacts it, and it is never logged.
+#[derive(Debug, Clone)]
+pub struct RotationEvent {
+    /// The step to run.
+    pub step: Step,
+    /// The secret's ARN (or name).
+    pub secret_id: String,
+    /// The version id of the new secret version (AWSPENDING).
+    pub client_request_token: String,
+    /// Token to pass to PutSecretValue, when Secrets Manager sends one.
+    pub rotation_token: Option<SecretString>,
+}
+
+impl RotationEvent {
+    /// Parses an event, naming the field that is missing or of the wrong type.
+    pub fn from_value(value: &Value) -> Result<Self> {
+        let object = value.as_object().ok_or_else(|| {
+            RotationError::InvalidEvent(format!(
+                "expected a JSON object, got {}",
+                json_type_name(value)
+            ))
+        })?;
+        let text = |field: &str| -> Result<Option<&str>> {
+            match object.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.as_str())),
+                Some(other) => Err(RotationError::InvalidEvent(format!(
+                    "field `{field}`: expected a string, got {}",
+                    json_type_name(other)
+                ))),
+            }
+        };
+        let required = |field: &str| -> Result<&str> {
+            match text(field)? {
+                Some(s) if !s.trim().is_empty() => Ok(s),
+                Some(_) => Err(RotationError::InvalidEvent(format!(
+                    "field `{field}` is empty"
+                ))),
+                None => Err(RotationError::InvalidEvent(format!(
+                    "field `{field}` is missing"
+                ))),
+            }
+        };
+        let step = required("Step")?.parse()?;
+        let secret_id = required("SecretId")?.to_owned();
+        let client_request_token = required("ClientRequestToken")?.to_owned();
+        let rotation_token = text("RotationToken")?
+            .filter(|t| !t.is_empty())
+            .map(|t| SecretString::from(t.to_owned()));
+        Ok(RotationEvent {
+            step,
+            secret_id,
+            client_request_token,
+            rotation_token,
+        })
+    }
+
+    /// The event as JSON, in Secrets Manager's shape (`RotationToken` included when present).
+    pub fn to_value(&self) -> Value {
+        use secrecy::ExposeSecret;
+        let mut value = serde_json::json!({
+            "Step": self.step.as_str(),
+            "SecretId": self.secret_id,
+            "ClientRequestToken": self.client_request_token,
+        });
+        if let Some(token) = &self.rotation_token {
+            value["RotationToken"] = Value::String(token.expose_secret().to_owned());
+        }
+        value
+    }
+}
+
+/// A short name of a JSON value's type, for error messages that must not show the value.
+pub fn json_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn accepts_both_step_spellings() {
+        for (a, b, step) in [
+            ("createSecret", "create_secret", Step::Create),
+            ("setSecret", "set_secret", Step::Set),
+            ("testSecret", "test_secret", Step::Test),
+            ("finishSecret", "finish_secret", Step::Finish),
+        ] {
+            assert_eq!(a.parse::<Step>().unwrap(), step);
+            assert_eq!(b.parse::<Step>().unwrap(), step);
+        }
+    }
+
+    #[test]
+    fn parses_a_full_event_and_redacts_the_rotation_token() {
+        let event = RotationEvent::from_value(&json!({
+            "Step": "setSecret",
+            "SecretId": "arn:aws:secretsmanager:us-east-1:1:secret:x",
+            "ClientRequestToken": "tok",
+            "RotationToken": "very-sensitive-token"
+        }))
+        .unwrap();
+        assert_eq!(event.step, Step::Set);
+        assert_eq!(event.client_request_token, "tok");
+        let debug = format!("{event:?}");
+        assert!(!debug.contains("very-sensitive-token"), "{debug}");
+        assert_eq!(event.to_value()["RotationToken"], "very-sensitive-token");
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        let cases = [
+            (json!([]), "JSON object"),
+            (json!({"SecretId": "s", "ClientRequestToken": "t"}), "`Step` is missing"),
+            (json!({"Step": "rotate", "SecretId": "s", "ClientRequestToken": "t"}), "unknown step"),
+            (json!({"Step": "setSecret", "ClientRequestToken": "t"}), "`SecretId` is missing"),
+            (json!({"Step": "setSecret", "SecretId": 5, "ClientRequestToken": "t"}), "`SecretId`: expected a string"),
+            (json!({"Step": "setSecret", "SecretId": "s", "ClientRequestToken": ""}), "`ClientRequestToken` is empty"),
+            (json!({"Step": "setSecret", "SecretId": "s", "ClientRequestToken": "t", "RotationToken": 1}), "`RotationToken`"),
+        ];
+        for (value, expected) in cases {
+            let err = RotationEvent::from_value(&value).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err} should contain {expected}");
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Secrets Manager's rotation protocol: the checks every step makes, the idempotency of each
+//! step, and the label moves. Providers do the credential-specific work.
+//!
+//! Secrets Manager calls per rotation (single-user): createSecret 4 (Describe, Get AWSPENDING,
+//! Get AWSCURRENT, Put), setSecret 3 (Describe, Get AWSPENDING, Get AWSCURRENT; +1 for
+//! AWSPREVIOUS only when the current password is refused, +1 for the master secret when
+//! alternating), testSecret 2 (Describe, Get AWSPENDING), finishSecret 3 (Describe and two
+//! UpdateSecretVersionStage). AWS's templates make about 14.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rustls::ClientConfig;
+
+use crate::config::Config;
+use crate::error::{Result, RotationError};
+use crate::event::{RotationEvent, Step};
+use crate::providers::{self, StepContext};
+use crate::report::{Outcome, StepReport};
+use crate::secrets_manager::{SecretMetadata, SecretsManager, AWSCURRENT, AWSPENDING};
+
+/// What a process keeps between invocations: clients and configuration.
+#[derive(Clone)]
+pub struct Engine {
+    /// The Secrets Manager SDK client.
+    pub client: aws_sdk_secretsmanager::Client,
+    /// The configuration.
+    pub config: Config,
+    /// TLS for database connections.
+    pub tls: Arc<ClientConfig>,
+}
+
+impl Engine {
+    /// Builds the engine from the environment (AWS config chain and the function's variables).
+    pub async fn from_env() -> Result<Self> {
+        let config = Config::from_env()?;
+        let tls = crate::tls::client_config(config.db_ca_file.as_deref())?;
+        let aws = aws_config::load_from_env().await;
+        Ok(Engine {
+            client: aws_sdk_secretsmanager::Client::new(&aws),
+            config,
+            tls,
+        })
+    }
+
+    /// Runs one step of the rotation the event describes. `only` restricts the step this
+    /// function accepts (the step binaries); `None` runs any step (the `rotate` function).
+    pub async fn run(&self, event: &RotationEvent, only: Option<Step>) -> Result<StepReport> {
+        if let Some(expected) = only {
+            if expected != event.step {
+                return Err(RotationError::WrongStep {
+                    expected,
+                    got: event.step,
+                });
+            }
+        }
+        let started = Instant::now();
+        let sm = SecretsManager::new(self.client.clone());
+        let metadata = sm.describe(&event.secret_id).await?;
+        let mut report = StepReport {
+            step: event.step.as_str().to_owned(),
+            secret_arn: metadata.arn.clone(),
+            token: event.client_request_token.clone(),
+            provider: None,
+            strategy: None,
+            outcome: Outcome::Done,
+            duration_ms: 0,
+            secrets_manager_calls: 0,
+            warnings: Vec::new(),
+        };
+        let ctx = StepContext {
+            secrets_manager: &sm,
+            config: &self.config,
+            tls: &self.tls,
+            secret: &metadata,
+            warnings: Mutex::new(Vec::new()),
+        };
+        report.outcome = match check_token(&metadata, event)? {
+            TokenState::AlreadyCurrent => {
+                finish_leftover(&sm, &metadata, event).await?;
+                Outcome::AlreadyCurrent
+            }
+            TokenState::Pending { has_version } => match event.step {
+                Step::Create => create(&ctx, event, has_version, &mut report).await?,
+                Step::Set => set(&ctx, event, &mut report).await?,
+                Step::Test => test(&ctx, event, &mut report).await?,
+                Step::Finish => finish(&sm, &metadata, event).await?,
+            },
+        };
+        report.warnings = ctx.warnings.into_inner().unwrap_or_default();
+        report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        report.secrets_manager_calls = sm.calls();
+        Ok(report)
+    }
+}
+
+enum TokenState {
+    AlreadyCurrent,
+    Pending { has_version: bool },
+}
+
+/// The checks AWS's templates make on every step: rotation enabled, the token is a version of
+/// the secret labelled AWSPENDING (createSecret also takes a token that is not a version yet),
+/// and a token that is already AWSCURRENT means the rotation is done.
+fn check_token(metadata: &SecretMetadata, event: &RotationEvent) -> Result<TokenState> {
+    if !metadata.rotation_enabled {
+        return Err(RotationError::RotationDisabled {
+            secret: metadata.arn.clone(),
+        });
+    }
+    let bad = |problem: &str| RotationError::BadToken {
+        secret: metadata.arn.clone(),
+        token: event.client_request_token.clone(),
+        problem: problem.to_owned(),
+    };
+    match metadata.stages_of(&event.client_request_token) {
+        None if event.step == Step::Create => Ok(TokenState::Pending { has_version: false }),
+        None => Err(bad(
+            "is not a version of this secret (run createSecret first, or check the SecretId)",
+        )),
+        Some(stages) if stages.iter().any(|s| s == AWSCURRENT) => Ok(TokenState::AlreadyCurrent),
+        Some(stages) if stages.iter().any(|s| s == AWSPENDING) => {
+            Ok(TokenState::Pending { has_version: true })
+        }
+        Some(_) => Err(bad("is not labelled AWSPENDING for rotation")),
+    }
+}
+
+/// A token that is AWSCURRENT but still AWSPENDING: finishSecret crashed between its two label
+/// moves. Any step that sees it completes the finish.
+async fn finish_leftover(
+    sm: &SecretsManager,
+    metadata: &SecretMetadata,
+    event: &RotationEvent,
+) -> Result<()> {
+    let stages = metadata
+        .stages_of(&event.client_request_token)
+        .unwrap_or_default();
+    if event.step == Step::Finish && stages.iter().any(|s| s == AWSPENDING) {
+        sm.move_stage(
+            &metadata.arn,
+            AWSPENDING,
+            None,
+            Some(&event.client_request_token),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn create(
+    ctx: &StepContext<'_>,
+    event: &RotationEvent,
+    has_version: bool,
+    report: &mut StepReport,
+) -> Result<Outcome> {
+    let sm = ctx.secrets_manager;
+    let arn = &ctx.secret.arn;
+    let token = &event.client_request_token;
+    if has_version && sm.get_value(arn, Some(token), AWSPENDING).await?.is_some() {
+        return Ok(Outcome::AlreadyDone);
+    }
+    let current = sm.require_value(arn, None, AWSCURRENT).await?;
+    let created = providers::create(ctx, &current).await?;
+    report.provider = Some(created.provider.to_owned());
+    report.strategy = Some(created.strategy.to_owned());
+    sm.put_pending(arn, token, &created.value, event.rotation_token.as_ref())
+        .await?;
+    Ok(Outcome::Done)
+}
+
+async fn set(
+    ctx: &StepContext<'_>,
+    event: &RotationEvent,
+    report: &mut StepReport,
+) -> Result<Outcome> {
+    let sm = ctx.secrets_manager;
+    let arn = &ctx.secret.arn;
+    let pending = sm
+        .require_value(arn, Some(&event.client_request_token), AWSPENDING)
+        .await?;
+    let current = sm.require_value(arn, None, AWSCURRENT).await?;
+    let result = providers::set(ctx, &current, &pending).await?;
+    report.provider = Some(result.provider.to_owned());
+    report.strategy = Some(result.strategy.to_owned());
+    Ok(result.value)
+}
+
+async fn test(
+    ctx: &StepContext<'_>,
+    event: &RotationEvent,
+    report: &mut StepReport,
+) -> Result<Outcome> {
+    let pending = ctx
+        .secrets_manager
+        .require_value(
+            &ctx.secret.arn,
+            Some(&event.client_request_token),
+            AWSPENDING,
+        )
+        .await?;
+    let result = providers::test(ctx, &pending).await?;
+    report.provider = Some(result.provider.to_owned());
+    report.strategy = Some(result.strategy.to_owned());
+    Ok(Outcome::Done)
+}
+
+/// finishSecret: AWSCURRENT moves to the token (AWSPREVIOUS follows the old version), then
+/// AWSPENDING leaves it. It reads no secret value.
+async fn finish(
+    sm: &SecretsManager,
+    metadata: &SecretMetadata,
+    event: &RotationEvent,
+) -> Result<Outcome> {
+    let token = event.client_request_token.as_str();
+    let current = metadata.version_with(AWSCURRENT);
+    sm.move_stage(&metadata.arn, AWSCURRENT, Some(token), current)
+        .await?;
+    sm.move_stage(&metadata.arn, AWSPENDING, None, Some(token))
+        .await?;
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,285 @@
+//! The database secret JSON, exactly as AWS documents it for its rotation templates.
+//!
+//! `engine`, `host`, `username`, `password`, optional `port`, `dbname`, `ssl`, `masterarn`,
+//! `dbInstanceIdentifier`, `dbClusterIdentifier`; every other key is carried to the new version
+//! unchanged. Errors name the field and never show a value.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+
+use crate::error::{Result, RotationError};
+use crate::event::json_type_name;
+
+/// Whether the database connection uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// TLS required, certificate chain and host name verified (the default).
+    Verified,
+    /// No TLS: only when the secret says `"ssl": false`; every step logs a warning.
+    Disabled,
+}
+
+/// A parsed database secret. Debug output never shows the password.
+#[derive(Clone)]
+pub struct DatabaseSecret {
+    /// `engine`, as given.
+    pub engine: String,
+    /// `host`.
+    pub host: String,
+    /// `port`, or the engine's default.
+    pub port: u16,
+    /// `username`.
+    pub username: String,
+    /// `password`.
+    pub password: SecretString,
+    /// `dbname`, when given.
+    pub dbname: Option<String>,
+    /// `ssl`: TLS unless the secret turns it off explicitly.
+    pub tls: TlsMode,
+    /// `masterarn`: the master secret of the alternating-users strategy.
+    pub masterarn: Option<String>,
+    /// Every field as read, password removed, to be carried into the next version.
+    fields: Map<String, Value>,
+}
+
+impl fmt::Debug for DatabaseSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSecret")
+            .field("engine", &self.engine)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &"[REDACTED]")
+            .field("dbname", &self.dbname)
+            .field("tls", &self.tls)
+            .field("masterarn", &self.masterarn)
+            .field("other_fields", &self.fields.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Reads typed fields out of a secret object, naming the secret version and field on error.
+pub struct FieldReader<'a> {
+    fields: &'a Map<String, Value>,
+    secret: &'a str,
+    version: &'a str,
+}
+
+impl<'a> FieldReader<'a> {
+    /// A reader over `fields` of `version` of `secret`.
+    pub fn new(fields: &'a Map<String, Value>, secret: &'a str, version: &'a str) -> Self {
+        FieldReader {
+            fields,
+            secret,
+            version,
+        }
+    }
+
+    /// An error about `field`.
+    pub fn error(&self, field: &str, problem: impl fmt::Display) -> RotationError {
+        RotationError::invalid_secret(self.secret, self.version, format!("field `{field}`: {problem}"))
+    }
+
+    /// An optional non-empty string field.
+    pub fn optional_str(&self, field: &str) -> Result<Option<&'a str>> {
+        match self.fields.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Err(self.error(field, "is empty")),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(other) => Err(self.error(
+                field,
+                format!("expected a string, got {}", json_type_name(other)),
+            )),
+        }
+    }
+
+    /// A required non-empty string field.
+    pub fn required_str(&self, field: &str) -> Result<&'a str> {
+        self.optional_str(field)?
+            .ok_or_else(|| self.error(field, "is missing"))
+    }
+
+    /// A port: a number or a string of digits, 1 to 65535.
+    pub fn optional_port(&self, field: &str) -> Result<Option<u16>> {
+        let bad = || self.error(field, "expected a port number from 1 to 65535");
+        match self.fields.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p > 0)
+                .map(Some)
+                .ok_or_else(bad),
+            Some(Value::String(s)) => s
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .map(Some)
+                .ok_or_else(bad),
+            Some(_) => Err(bad()),
+        }
+    }
+
+    /// A boolean: true/false or the strings "true"/"false".
+    pub fn optional_bool(&self, field: &str) -> Result<Option<bool>> {
+        match self.fields.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(_) => Err(self.error(field, "expected true or false")),
+        }
+    }
+}
+
+impl DatabaseSecret {
+    /// Parses a database secret; `default_port` is the engine's port when `port` is absent.
+    pub fn parse(
+        fields: Map<String, Value>,
+        secret: &str,
+        version: &str,
+        default_port: u16,
+    ) -> Result<Self> {
+        let reader = FieldReader::new(&fields, secret, version);
+        let engine = reader.required_str("engine")?.to_owned();
+        let host = reader.required_str("host")?.to_owned();
+        let username = reader.required_str("username")?.to_owned();
+        let password = SecretString::from(reader.required_str("password")?.to_owned());
+        let port = reader.optional_port("port")?.unwrap_or(default_port);
+        let dbname = reader.optional_str("dbname")?.map(str::to_owned);
+        let tls = match reader.optional_bool("ssl")? {
+            Some(false) => TlsMode::Disabled,
+            Some(true) | None => TlsMode::Verified,
+        };
+        let masterarn = reader.optional_str("masterarn")?.map(str::to_owned);
+        let mut fields = fields;
+        fields.remove("password");
+        Ok(DatabaseSecret {
+            engine,
+            host,
+            port,
+            username,
+            password,
+            dbname,
+            tls,
+            masterarn,
+            fields,
+        })
+    }
+
+    /// `host:port`, for messages.
+    pub fn endpoint(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// The next version of this secret: every field carried over, with a new user name and
+    /// password.
+    pub fn next_version(&self, username: &str, password: &SecretString) -> SecretString {
+        let mut fields = self.fields.clone();
+        fields.insert("username".into(), Value::String(username.to_owned()));
+        fields.insert(
+            "password".into(),
+            Value::String(password.expose_secret().to_owned()),
+        );
+        SecretString::from(Value::Object(fields).to_string())
+    }
+}
+
+/// A master secret: `username` and `password`, and the endpoint when the secret has one (an
+/// RDS-managed master secret holds only the credentials).
+#[derive(Clone)]
+pub struct MasterSecret {
+    /// `username`.
+    pub username: String,
+    /// `password`.
+    pub password: SecretString,
+    /// `host`, when given.
+    pub host: Option<String>,
+    /// `port`, when given.
+    pub port: Option<u16>,
+}
+
+impl fmt::Debug for MasterSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MasterSecret")
+            .field("username", &self.username)
+            .field("password", &"[REDACTED]")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+impl MasterSecret {
+    /// Parses a master secret.
+    pub fn parse(fields: &Map<String, Value>, secret: &str) -> Result<Self> {
+        let reader = FieldReader::new(fields, secret, "master secret AWSCURRENT");
+        Ok(MasterSecret {
+            username: reader.required_str("username")?.to_owned(),
+            password: SecretString::from(reader.required_str("password")?.to_owned()),
+            host: reader.optional_str("host")?.map(str::to_owned),
+            port: reader.optional_port("port")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: Value) -> Result<DatabaseSecret> {
+        DatabaseSecret::parse(value.as_object().unwrap().clone(), "s", "AWSCURRENT", 5432)
+    }
+
+    #[test]
+    fn parses_aws_shape_and_carries_unknown_keys() {
+        let secret = parse(json!({
+            "engine": "postgres", "host": "db", "username": "app", "password": "hunter2-secret",
+            "port": "6543", "dbname": "appdb", "team": {"owner": "x"}, "ssl": "true"
+        }))
+        .unwrap();
+        assert_eq!(secret.port, 6543);
+        assert_eq!(secret.tls, TlsMode::Verified);
+        let debug = format!("{secret:?}");
+        assert!(!debug.contains("hunter2-secret"), "{debug}");
+        let next = secret.next_version("app_clone", &SecretString::from("n3w".to_owned()));
+        let next: Value = serde_json::from_str(next.expose_secret()).unwrap();
+        assert_eq!(next["team"]["owner"], "x");
+        assert_eq!(next["port"], "6543");
+        assert_eq!(next["username"], "app_clone");
+        assert_eq!(next["password"], "n3w");
+        assert_eq!(next["ssl"], "true");
+    }
+
+    #[test]
+    fn tls_is_on_unless_turned_off() {
+        let base = json!({"engine": "postgres", "host": "db", "username": "u", "password": "p"});
+        assert_eq!(parse(base.clone()).unwrap().tls, TlsMode::Verified);
+        let mut off = base.clone();
+        off["ssl"] = json!(false);
+        assert_eq!(parse(off).unwrap().tls, TlsMode::Disabled);
+        let mut bad = base;
+        bad["ssl"] = json!("maybe");
+        assert!(parse(bad).unwrap_err().to_string().contains("`ssl`"));
+    }
+
+    #[test]
+    fn errors_name_the_field_but_not_the_value() {
+        for (value, field) in [
+            (json!({"host": "db", "username": "u", "password": "p"}), "`engine`"),
+            (json!({"engine": "postgres", "username": "u", "password": "p"}), "`host`"),
+            (json!({"engine": "postgres", "host": "db", "password": "p"}), "`username`"),
+            (json!({"engine": "postgres", "host": "db", "username": "u"}), "`password`"),
+            (json!({"engine": "postgres", "host": "db", "username": "u", "password": 12345}), "`password`"),
+            (json!({"engine": "postgres", "host": "db", "username": "u", "password": "p", "port": 70000}), "`port`"),
+        ] {
+            let err = parse(value).unwrap_err().to_string();
+            assert!(err.contains(field), "{err} should name {field}");
+            assert!(!err.contains("12345"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! A thin Secrets Manager client for the rotation protocol: every call passes VersionStage,
+//! wraps secret values in [`SecretString`] at once, and is counted.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::Client;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::{Result, RotationError};
+
+/// Staging label of the version in use.
+pub const AWSCURRENT: &str = "AWSCURRENT";
+/// Staging label of the version being rotated in.
+pub const AWSPENDING: &str = "AWSPENDING";
+/// Staging label of the version replaced by the last rotation.
+pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
+
+/// What DescribeSecret tells the protocol about a secret.
+#[derive(Debug, Clone)]
+pub struct SecretMetadata {
+    /// The secret's ARN.
+    pub arn: String,
+    /// The secret's name.
+    pub name: String,
+    /// Whether rotation is enabled.
+    pub rotation_enabled: bool,
+    /// Version id to staging labels.
+    pub versions: HashMap<String, Vec<String>>,
+}
+
+impl SecretMetadata {
+    /// The staging labels of a version, or None when the version does not exist.
+    pub fn stages_of(&self, version_id: &str) -> Option<&[String]> {
+        self.versions.get(version_id).map(Vec::as_slice)
+    }
+
+    /// The version that carries `stage`, if any.
+    pub fn version_with(&self, stage: &str) -> Option<&str> {
+        self.versions
+            .iter()
+            .find(|(_, stages)| stages.iter().any(|s| s == stage))
+            .map(|(id, _)| id.as_str())
+    }
+}
+
+/// A Secrets Manager client that counts the API calls made through it.
+#[derive(Debug)]
+pub struct SecretsManager {
+    client: Client,
+    calls: AtomicU32,
+}
+
+impl SecretsManager {
+    /// Wraps an SDK client.
+    pub fn new(client: Client) -> Self {
+        SecretsManager {
+            client,
+            calls: AtomicU32::new(0),
+        }
+    }
+
+    /// API calls made so far.
+    pub fn calls(&self) -> u32 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// DescribeSecret: rotation state and version labels.
+    pub async fn describe(&self, secret_id: &str) -> Result<SecretMetadata> {
+        self.count();
+        let out = self
+            .client
+            .describe_secret()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeSecret", secret_id, e))?;
+        Ok(SecretMetadata {
+            arn: out.arn().unwrap_or(secret_id).to_owned(),
+            name: out.name().unwrap_or(secret_id).to_owned(),
+            rotation_enabled: out.rotation_enabled().unwrap_or(false),
+            versions: out.version_ids_to_stages().cloned().unwrap_or_default(),
+        })
+    }
+
+    /// GetSecretValue of the version carrying `stage` (and, when given, with id `version_id`).
+    /// Returns None when that version has no value (ResourceNotFoundException).
+    pub async fn get_value(
+        &self,
+        secret_id: &str,
+        version_id: Option<&str>,
+        stage: &str,
+    ) -> Result<Option<SecretString>> {
+        self.count();
+        let result = self
+            .client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .set_version_id(version_id.map(str::to_owned))
+            .version_stage(stage)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.secret_string() {
+                Some(s) => Ok(Some(SecretString::from(s.to_owned()))),
+                None => Err(RotationError::invalid_secret(
+                    secret_id,
+                    stage,
+                    "the version holds a binary secret; rotation needs a JSON SecretString",
+                )),
+            },
+            Err(SdkError::ServiceError(e)) if e.err().is_resource_not_found_exception() => Ok(None),
+            Err(e) => Err(sdk_error("GetSecretValue", secret_id, e)),
+        }
+    }
+
+    /// GetSecretValue that must find a value, with an error naming what was missing.
+    pub async fn require_value(
+        &self,
+        secret_id: &str,
+        version_id: Option<&str>,
+        stage: &str,
+    ) -> Result<SecretString> {
+        self.get_value(secret_id, version_id, stage)
+            .await?
+            .ok_or_else(|| RotationError::SecretsManager {
+                operation: "GetSecretValue",
+                secret: secret_id.to_owned(),
+                message: match version_id {
+                    Some(v) => format!("version {v} with label {stage} has no value"),
+                    None => format!("no version with label {stage}"),
+                },
+            })
+    }
+
+    /// PutSecretValue of a new version labelled AWSPENDING under `token`.
+    pub async fn put_pending(
+        &self,
+        secret_id: &str,
+        token: &str,
+        value: &SecretString,
+        rotation_token: Option<&SecretString>,
+    ) -> Result<()> {
+        self.count();
+        self.client
+            .put_secret_value()
+            .secret_id(secret_id)
+            .client_request_token(token)
+            .secret_string(value.expose_secret())
+            .version_stages(AWSPENDING)
+            .set_rotation_token(rotation_token.map(|t| t.expose_secret().to_owned()))
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutSecretValue", secret_id, e))?;
+        Ok(())
+    }
+
+    /// UpdateSecretVersionStage: attach `stage` to `move_to` and/or detach it from `remove_from`.
+    pub async fn move_stage(
+        &self,
+        secret_id: &str,
+        stage: &str,
+        move_to: Option<&str>,
+        remove_from: Option<&str>,
+    ) -> Result<()> {
+        self.count();
+        self.client
+            .update_secret_version_stage()
+            .secret_id(secret_id)
+            .version_stage(stage)
+            .set_move_to_version_id(move_to.map(str::to_owned))
+            .set_remove_from_version_id(remove_from.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| sdk_error("UpdateSecretVersionStage", secret_id, e))?;
+        Ok(())
+    }
+}
+
+/// Turns an SDK error into a [`RotationError`] that names the operation and the service's code.
+fn sdk_error<E, R>(operation: &'static str, secret: &str, err: SdkError<E, R>) -> RotationError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let message = match &err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            format!(
+                "{}: {}",
+                e.code().unwrap_or("ServiceError"),
+                e.message().unwrap_or("no message")
+            )
+        }
+        other => DisplayErrorContext(other).to_string(),
+    };
+    RotationError::SecretsManager {
+        operation,
+        secret: secret.to_owned(),
+        message,
+    }
+}
