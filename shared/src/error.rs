@@ -140,6 +140,22 @@ pub enum RotationError {
 }
 
 impl RotationError {
+    /// A stable name for the kind of failure: the Lambda error type callers can match on.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RotationError::InvalidEvent(_) => "InvalidEvent",
+            RotationError::WrongStep { .. } => "WrongStep",
+            RotationError::RotationDisabled { .. } => "RotationDisabled",
+            RotationError::BadToken { .. } => "BadToken",
+            RotationError::InvalidSecret { .. } => "InvalidSecret",
+            RotationError::Config(_) => "Configuration",
+            RotationError::SecretsManager { .. } => "SecretsManager",
+            RotationError::Database { .. } => "Database",
+            RotationError::NoWorkingCredential { .. } => "NoWorkingCredential",
+            RotationError::TestFailed(_) => "TestFailed",
+        }
+    }
+
     /// Whether this is a database authentication failure (wrong user name or password).
     pub fn is_authentication_failure(&self) -> bool {
         matches!(

@@ -194,12 +194,30 @@ mod tests {
     fn names_the_bad_field() {
         let cases = [
             (json!([]), "JSON object"),
-            (json!({"SecretId": "s", "ClientRequestToken": "t"}), "`Step` is missing"),
-            (json!({"Step": "rotate", "SecretId": "s", "ClientRequestToken": "t"}), "unknown step"),
-            (json!({"Step": "setSecret", "ClientRequestToken": "t"}), "`SecretId` is missing"),
-            (json!({"Step": "setSecret", "SecretId": 5, "ClientRequestToken": "t"}), "`SecretId`: expected a string"),
-            (json!({"Step": "setSecret", "SecretId": "s", "ClientRequestToken": ""}), "`ClientRequestToken` is empty"),
-            (json!({"Step": "setSecret", "SecretId": "s", "ClientRequestToken": "t", "RotationToken": 1}), "`RotationToken`"),
+            (
+                json!({"SecretId": "s", "ClientRequestToken": "t"}),
+                "`Step` is missing",
+            ),
+            (
+                json!({"Step": "rotate", "SecretId": "s", "ClientRequestToken": "t"}),
+                "unknown step",
+            ),
+            (
+                json!({"Step": "setSecret", "ClientRequestToken": "t"}),
+                "`SecretId` is missing",
+            ),
+            (
+                json!({"Step": "setSecret", "SecretId": 5, "ClientRequestToken": "t"}),
+                "`SecretId`: expected a string",
+            ),
+            (
+                json!({"Step": "setSecret", "SecretId": "s", "ClientRequestToken": ""}),
+                "`ClientRequestToken` is empty",
+            ),
+            (
+                json!({"Step": "setSecret", "SecretId": "s", "ClientRequestToken": "t", "RotationToken": 1}),
+                "`RotationToken`",
+            ),
         ];
         for (value, expected) in cases {
             let err = RotationEvent::from_value(&value).unwrap_err().to_string();

@@ -1,11 +1,29 @@
 //! The Lambda glue every function binary shares: logging set-up, event parsing, one log line
 //! per step, and errors that name the step.
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
 
+use crate::error::RotationError;
 use crate::event::{RotationEvent, Step};
 use crate::protocol::Engine;
+
+/// A failed invocation as Lambda reports it: `errorType` is the kind of failure
+/// ([`RotationError::kind`]), `errorMessage` names the step and the secret.
+#[derive(Debug)]
+pub struct StepFailure {
+    kind: &'static str,
+    message: String,
+}
+
+impl From<StepFailure> for Diagnostic {
+    fn from(failure: StepFailure) -> Self {
+        Diagnostic {
+            error_type: failure.kind.to_owned(),
+            error_message: failure.message,
+        }
+    }
+}
 
 /// Runs the Lambda runtime loop. `only` is the step a step binary runs; `None` (the `rotate`
 /// function) runs whichever step the event asks for.
@@ -22,10 +40,18 @@ pub async fn serve(only: Option<Step>) -> Result<(), Error> {
 }
 
 /// Handles one invocation: parses the event, runs the step, logs one line, and returns the
-/// step's report (or an error naming the step and the secret).
-pub async fn handle(engine: &Engine, only: Option<Step>, payload: &Value) -> Result<Value, Error> {
-    let event = RotationEvent::from_value(payload).inspect_err(|e| {
+/// step's report (or a failure naming the step and the secret).
+pub async fn handle(
+    engine: &Engine,
+    only: Option<Step>,
+    payload: &Value,
+) -> Result<Value, StepFailure> {
+    let event = RotationEvent::from_value(payload).map_err(|e| {
         tracing::error!(error = %e, "rejected an invalid rotation event");
+        StepFailure {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
     })?;
     let started = std::time::Instant::now();
     match engine.run(&event, only).await {
@@ -41,7 +67,10 @@ pub async fn handle(engine: &Engine, only: Option<Step>, payload: &Value) -> Res
                 secrets_manager_calls = report.secrets_manager_calls,
                 "rotation step succeeded"
             );
-            Ok(serde_json::to_value(&report)?)
+            serde_json::to_value(&report).map_err(|e| StepFailure {
+                kind: "Internal",
+                message: format!("cannot encode the step report: {e}"),
+            })
         }
         Err(e) => {
             let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -50,11 +79,19 @@ pub async fn handle(engine: &Engine, only: Option<Step>, payload: &Value) -> Res
                 step = %event.step,
                 token = %event.client_request_token,
                 outcome = "failed",
+                error_type = e.kind(),
                 duration_ms,
                 error = %e,
                 "rotation step failed"
             );
-            Err(format!("{} failed for {}: {e}", event.step, event.secret_id).into())
+            Err(failure(&event, &e))
         }
+    }
+}
+
+fn failure(event: &RotationEvent, e: &RotationError) -> StepFailure {
+    StepFailure {
+        kind: e.kind(),
+        message: format!("{} of {} failed: {e}", event.step, event.secret_id),
     }
 }

@@ -162,7 +162,10 @@ mod tests {
             let pw = p.generate().unwrap();
             let pw = pw.expose_secret();
             assert_eq!(pw.chars().count(), 32);
-            assert!(!pw.chars().any(|c| DEFAULT_EXCLUDE_CHARACTERS.contains(c)), "{pw}");
+            assert!(
+                !pw.chars().any(|c| DEFAULT_EXCLUDE_CHARACTERS.contains(c)),
+                "{pw}"
+            );
             assert!(pw.chars().any(|c| c.is_ascii_lowercase()));
             assert!(pw.chars().any(|c| c.is_ascii_uppercase()));
             assert!(pw.chars().any(|c| c.is_ascii_digit()));
@@ -183,7 +186,11 @@ mod tests {
             let pw = p.generate().unwrap();
             let pw = pw.expose_secret();
             assert_eq!(pw.len(), 12);
-            assert!(pw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()), "{pw}");
+            assert!(
+                pw.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+                "{pw}"
+            );
             assert!(!pw.contains(['a', 'b', 'c']));
         }
     }

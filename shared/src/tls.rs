@@ -23,7 +23,9 @@ pub fn client_config(extra_ca_file: Option<&Path>) -> Result<Arc<ClientConfig>> 
     roots.add_parsable_certificates(native.certs);
     let rds = CertificateDer::pem_slice_iter(RDS_CA_BUNDLE.as_bytes())
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| RotationError::Config(format!("the built-in RDS CA bundle is invalid: {e}")))?;
+        .map_err(|e| {
+            RotationError::Config(format!("the built-in RDS CA bundle is invalid: {e}"))
+        })?;
     roots.add_parsable_certificates(rds);
     if let Some(path) = extra_ca_file {
         let extra = CertificateDer::pem_file_iter(path)

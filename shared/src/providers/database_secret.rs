@@ -79,7 +79,11 @@ impl<'a> FieldReader<'a> {
 
     /// An error about `field`.
     pub fn error(&self, field: &str, problem: impl fmt::Display) -> RotationError {
-        RotationError::invalid_secret(self.secret, self.version, format!("field `{field}`: {problem}"))
+        RotationError::invalid_secret(
+            self.secret,
+            self.version,
+            format!("field `{field}`: {problem}"),
+        )
     }
 
     /// An optional non-empty string field.
@@ -270,12 +274,30 @@ mod tests {
     #[test]
     fn errors_name_the_field_but_not_the_value() {
         for (value, field) in [
-            (json!({"host": "db", "username": "u", "password": "p"}), "`engine`"),
-            (json!({"engine": "postgres", "username": "u", "password": "p"}), "`host`"),
-            (json!({"engine": "postgres", "host": "db", "password": "p"}), "`username`"),
-            (json!({"engine": "postgres", "host": "db", "username": "u"}), "`password`"),
-            (json!({"engine": "postgres", "host": "db", "username": "u", "password": 12345}), "`password`"),
-            (json!({"engine": "postgres", "host": "db", "username": "u", "password": "p", "port": 70000}), "`port`"),
+            (
+                json!({"host": "db", "username": "u", "password": "p"}),
+                "`engine`",
+            ),
+            (
+                json!({"engine": "postgres", "username": "u", "password": "p"}),
+                "`host`",
+            ),
+            (
+                json!({"engine": "postgres", "host": "db", "password": "p"}),
+                "`username`",
+            ),
+            (
+                json!({"engine": "postgres", "host": "db", "username": "u"}),
+                "`password`",
+            ),
+            (
+                json!({"engine": "postgres", "host": "db", "username": "u", "password": 12345}),
+                "`password`",
+            ),
+            (
+                json!({"engine": "postgres", "host": "db", "username": "u", "password": "p", "port": 70000}),
+                "`port`",
+            ),
         ] {
             let err = parse(value).unwrap_err().to_string();
             assert!(err.contains(field), "{err} should name {field}");

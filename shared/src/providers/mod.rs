@@ -74,7 +74,10 @@ impl ProviderKind {
                 Some(other) => Err(RotationError::invalid_secret(
                     secret,
                     version,
-                    format!("field `{name}`: expected a string, got {}", json_type_name(other)),
+                    format!(
+                        "field `{name}`: expected a string, got {}",
+                        json_type_name(other)
+                    ),
                 )),
             }
         };
@@ -107,13 +110,20 @@ impl ProviderKind {
 }
 
 /// Parses a secret's JSON text into an object, without ever quoting the text in an error.
-pub fn parse_object(value: &SecretString, secret: &str, version: &str) -> Result<Map<String, Value>> {
+pub fn parse_object(
+    value: &SecretString,
+    secret: &str,
+    version: &str,
+) -> Result<Map<String, Value>> {
     match serde_json::from_str::<Value>(value.expose_secret()) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(RotationError::invalid_secret(
             secret,
             version,
-            format!("the secret must be a JSON object, got {}", json_type_name(&other)),
+            format!(
+                "the secret must be a JSON object, got {}",
+                json_type_name(&other)
+            ),
         )),
         Err(e) => Err(RotationError::invalid_secret(
             secret,
@@ -146,9 +156,16 @@ pub async fn set(
 ) -> Result<ProviderResult<Outcome>> {
     let pending = parse_object(pending, &ctx.secret.arn, crate::secrets_manager::AWSPENDING)?;
     let current = parse_object(current, &ctx.secret.arn, crate::secrets_manager::AWSCURRENT)?;
-    let kind = ProviderKind::of(&pending, &ctx.secret.arn, crate::secrets_manager::AWSPENDING)?;
-    let current_kind =
-        ProviderKind::of(&current, &ctx.secret.arn, crate::secrets_manager::AWSCURRENT)?;
+    let kind = ProviderKind::of(
+        &pending,
+        &ctx.secret.arn,
+        crate::secrets_manager::AWSPENDING,
+    )?;
+    let current_kind = ProviderKind::of(
+        &current,
+        &ctx.secret.arn,
+        crate::secrets_manager::AWSCURRENT,
+    )?;
     if kind != current_kind {
         return Err(RotationError::invalid_secret(
             &ctx.secret.arn,
@@ -164,7 +181,11 @@ pub async fn set(
 /// testSecret: the provider proves the pending credentials work.
 pub async fn test(ctx: &StepContext<'_>, pending: &SecretString) -> Result<ProviderResult<()>> {
     let pending = parse_object(pending, &ctx.secret.arn, crate::secrets_manager::AWSPENDING)?;
-    match ProviderKind::of(&pending, &ctx.secret.arn, crate::secrets_manager::AWSPENDING)? {
+    match ProviderKind::of(
+        &pending,
+        &ctx.secret.arn,
+        crate::secrets_manager::AWSPENDING,
+    )? {
         ProviderKind::Postgres => postgres::test(ctx, pending).await,
     }
 }

@@ -340,7 +340,8 @@ pub async fn set(
         Err(e) if e.is_authentication_failure() => {}
         Err(e) => return Err(e),
     }
-    let verifier = postgres_protocol::password::scram_sha_256(pending.password.expose_secret().as_bytes());
+    let verifier =
+        postgres_protocol::password::scram_sha_256(pending.password.expose_secret().as_bytes());
     match strategy {
         Strategy::SingleUser => {
             let (client, credential) = login_current_or_previous(ctx, &current).await?;
@@ -417,7 +418,11 @@ async fn login_current_or_previous(
         previous: why,
     };
     let arn = &ctx.secret.arn;
-    let Some(raw) = ctx.secrets_manager.get_value(arn, None, AWSPREVIOUS).await? else {
+    let Some(raw) = ctx
+        .secrets_manager
+        .get_value(arn, None, AWSPREVIOUS)
+        .await?
+    else {
         return Err(no_previous("there is no AWSPREVIOUS version".into()));
     };
     let previous = DatabaseSecret::parse(
@@ -461,9 +466,12 @@ async fn set_alternate_password(
     let exists = |name: String| {
         let tx = &tx;
         async move {
-            tx.query_opt("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", &[&name])
-                .await
-                .map(|row| row.is_some())
+            tx.query_opt(
+                "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
+                &[&name],
+            )
+            .await
+            .map(|row| row.is_some())
         }
     };
     let verb = if exists(user.to_owned()).await? {
@@ -490,10 +498,7 @@ async fn set_alternate_password(
 }
 
 /// testSecret: logs in with the pending credentials and runs a query.
-pub async fn test(
-    ctx: &StepContext<'_>,
-    fields: Map<String, Value>,
-) -> Result<ProviderResult<()>> {
+pub async fn test(ctx: &StepContext<'_>, fields: Map<String, Value>) -> Result<ProviderResult<()>> {
     let arn = &ctx.secret.arn;
     let pending = DatabaseSecret::parse(fields, arn, AWSPENDING, DEFAULT_PORT)?;
     warn_if_plaintext(ctx, &pending);
@@ -534,7 +539,9 @@ mod tests {
     #[test]
     fn long_names_are_refused_with_the_field() {
         let name = "a".repeat(60) + CLONE_SUFFIX;
-        let err = check_identifier(&name, "s", AWSCURRENT).unwrap_err().to_string();
+        let err = check_identifier(&name, "s", AWSCURRENT)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`username`") && err.contains("63"), "{err}");
         check_identifier(&"a".repeat(63), "s", AWSCURRENT).unwrap();
     }

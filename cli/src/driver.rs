@@ -1,0 +1,244 @@
+//! The local driver: it plays Secrets Manager's part in a rotation, invoking createSecret,
+//! setSecret, testSecret and finishSecret in order and stopping at the first failure.
+//!
+//! Like Secrets Manager, it resumes a rotation in progress: when AWSPENDING sits on a version
+//! that is not AWSCURRENT, that version's id is the token of the retry.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_secretsmanager::Client;
+use rotation::{RotationEvent, Step, StepReport};
+use secrecy::SecretString;
+
+use crate::invoke::{InvokeError, LambdaInvoker};
+use crate::versions::{labels, version_with};
+
+/// Which functions the driver invokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Functions {
+    /// The `rotate` function for every step (Secrets Manager mode).
+    Rotate,
+    /// One function per step: `create-secret`, `set-secret`, ... (workflow mode).
+    PerStep,
+}
+
+impl Functions {
+    /// The function that runs `step`.
+    pub fn name(self, step: Step) -> &'static str {
+        match self {
+            Functions::Rotate => "rotate",
+            Functions::PerStep => step.function_name(),
+        }
+    }
+}
+
+/// One step as the driver saw it.
+#[derive(Debug)]
+pub struct StepRun {
+    /// The step.
+    pub step: Step,
+    /// The function invoked.
+    pub function: &'static str,
+    /// Wall time seen by the driver, invocation included.
+    pub elapsed: Duration,
+    /// The step's report, or why it failed.
+    pub result: Result<StepReport, InvokeError>,
+}
+
+/// A whole rotation as the driver ran it.
+#[derive(Debug)]
+pub struct RotationRun {
+    /// The secret.
+    pub secret_id: String,
+    /// The ClientRequestToken of the rotation.
+    pub token: String,
+    /// Whether the token was an in-progress rotation's (a resumed rotation).
+    pub resumed: bool,
+    /// The steps run, the failed one last.
+    pub steps: Vec<StepRun>,
+}
+
+impl RotationRun {
+    /// Whether all four steps succeeded.
+    pub fn succeeded(&self) -> bool {
+        self.steps.len() == Step::ALL.len() && self.steps.iter().all(|s| s.result.is_ok())
+    }
+
+    /// The first failure, if any.
+    pub fn failure(&self) -> Option<&InvokeError> {
+        self.steps.iter().find_map(|s| s.result.as_ref().err())
+    }
+
+    /// Secrets Manager calls made by the functions, summed over the steps.
+    pub fn secrets_manager_calls(&self) -> u32 {
+        self.steps
+            .iter()
+            .filter_map(|s| s.result.as_ref().ok())
+            .map(|r| r.secrets_manager_calls)
+            .sum()
+    }
+}
+
+/// Drives rotations through the Lambda Invoke API.
+#[derive(Debug, Clone)]
+pub struct LocalDriver {
+    invoker: LambdaInvoker,
+    secrets: Client,
+    functions: Functions,
+}
+
+impl LocalDriver {
+    /// A driver invoking `functions` through `invoker`, reading labels through `secrets`.
+    pub fn new(invoker: LambdaInvoker, secrets: Client, functions: Functions) -> Self {
+        LocalDriver {
+            invoker,
+            secrets,
+            functions,
+        }
+    }
+
+    /// The token for the next rotation: the in-progress rotation's, or a new one.
+    pub async fn next_token(&self, secret_id: &str) -> Result<(String, bool), String> {
+        let labels = labels(&self.secrets, secret_id).await?;
+        match (
+            version_with(&labels, "AWSPENDING"),
+            version_with(&labels, "AWSCURRENT"),
+        ) {
+            (Some(pending), current) if Some(pending) != current => Ok((pending.to_owned(), true)),
+            _ => Ok((uuid::Uuid::new_v4().to_string(), false)),
+        }
+    }
+
+    /// Runs one step.
+    pub async fn step(
+        &self,
+        step: Step,
+        secret_id: &str,
+        token: &str,
+        rotation_token: Option<&SecretString>,
+    ) -> StepRun {
+        let function = self.functions.name(step);
+        let event = RotationEvent {
+            step,
+            secret_id: secret_id.to_owned(),
+            client_request_token: token.to_owned(),
+            rotation_token: rotation_token.cloned(),
+        };
+        let started = Instant::now();
+        let result = self
+            .invoker
+            .invoke(function, &event.to_value())
+            .await
+            .and_then(|value| {
+                serde_json::from_value::<StepReport>(value).map_err(|e| InvokeError::Function {
+                    function: function.to_owned(),
+                    error_type: "UnexpectedResponse".into(),
+                    message: e.to_string(),
+                })
+            });
+        StepRun {
+            step,
+            function,
+            elapsed: started.elapsed(),
+            result,
+        }
+    }
+
+    /// Runs `steps` in order with `token`, stopping at the first failure.
+    pub async fn run_steps(
+        &self,
+        steps: &[Step],
+        secret_id: &str,
+        token: &str,
+        rotation_token: Option<&SecretString>,
+    ) -> Vec<StepRun> {
+        let mut runs = Vec::with_capacity(steps.len());
+        for &step in steps {
+            let run = self.step(step, secret_id, token, rotation_token).await;
+            let failed = run.result.is_err();
+            runs.push(run);
+            if failed {
+                break;
+            }
+        }
+        runs
+    }
+
+    /// A whole rotation: resumes one in progress, else starts a new one.
+    pub async fn rotate(&self, secret_id: &str) -> Result<RotationRun, String> {
+        self.rotate_with(secret_id, None).await
+    }
+
+    /// A whole rotation, passing `rotation_token` to every step as Secrets Manager does.
+    pub async fn rotate_with(
+        &self,
+        secret_id: &str,
+        rotation_token: Option<&SecretString>,
+    ) -> Result<RotationRun, String> {
+        let (token, resumed) = self.next_token(secret_id).await?;
+        let steps = self
+            .run_steps(&Step::ALL, secret_id, &token, rotation_token)
+            .await;
+        Ok(RotationRun {
+            secret_id: secret_id.to_owned(),
+            token,
+            resumed,
+            steps,
+        })
+    }
+
+    /// The invoker, for raw invocations.
+    pub fn invoker(&self) -> &LambdaInvoker {
+        &self.invoker
+    }
+}
+
+/// Renders a rotation as a table: step, function, outcome, duration, Secrets Manager calls.
+pub fn render_run(run: &RotationRun) -> String {
+    let mut out = format!(
+        "rotation of {} with token {}{}\n",
+        run.secret_id,
+        run.token,
+        if run.resumed {
+            " (resuming the rotation in progress)"
+        } else {
+            ""
+        }
+    );
+    out.push_str(&format!(
+        "  {:<13} {:<14} {:<16} {:>9} {:>9}  {}\n",
+        "step", "function", "outcome", "step ms", "total ms", "SM calls"
+    ));
+    for s in &run.steps {
+        let total = s.elapsed.as_millis();
+        match &s.result {
+            Ok(r) => {
+                out.push_str(&format!(
+                    "  {:<13} {:<14} {:<16} {:>9} {:>9}  {}\n",
+                    s.step.as_str(),
+                    s.function,
+                    r.outcome.as_str(),
+                    r.duration_ms,
+                    total,
+                    r.secrets_manager_calls
+                ));
+                for w in &r.warnings {
+                    out.push_str(&format!("    warning: {w}\n"));
+                }
+            }
+            Err(e) => out.push_str(&format!(
+                "  {:<13} {:<14} {:<16} {:>9} {:>9}  -\n    error: {e}\n",
+                s.step.as_str(),
+                s.function,
+                "FAILED",
+                "-",
+                total
+            )),
+        }
+    }
+    out.push_str(&format!(
+        "  Secrets Manager calls by the functions: {}\n",
+        run.secrets_manager_calls()
+    ));
+    out
+}

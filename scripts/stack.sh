@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# The local stack, all on 127.0.0.1: moto's server (the AWS APIs), a private PostgreSQL cluster
+# (its own data directory and port, TLS with a test CA, scram-sha-256 for every login, statement
+# log on) and `cargo lambda watch` serving this workspace's functions.
+#
+#   scripts/stack.sh up      start what is not running (a fresh stack when nothing runs)
+#   scripts/stack.sh down    stop everything it started
+#   scripts/stack.sh status  say what runs
+#   scripts/stack.sh env     print the exports that point a shell at the stack
+#
+# Ports: ROTATION_MOTO_PORT (45001), ROTATION_PG_PORT (45432), ROTATION_LAMBDA_PORT (49001).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+stack_dir=${ROTATION_STACK_DIR:-/tmp/secret-rotation-stack-$(printf %s "$root" | sha256sum | cut -c1-10)}
+moto_port=${ROTATION_MOTO_PORT:-45001}
+pg_port=${ROTATION_PG_PORT:-45432}
+lambda_port=${ROTATION_LAMBDA_PORT:-49001}
+log_level=${ROTATION_FUNCTION_LOG_LEVEL:-debug}
+venv="$root/.venv"
+log() { printf '[stack] %s\n' "$*" >&2; }
+
+pg_bin() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -n "$dir" ]; then echo "$dir"; else dirname "$(command -v initdb)"; fi
+}
+
+# PostgreSQL refuses to run as root: as root, the cluster runs as the postgres user.
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() {
+  local what=$1 port=$2 tries=${3:-100}
+  for _ in $(seq "$tries"); do
+    port_open "$port" && return 0
+    sleep 0.2
+  done
+  log "$what did not open 127.0.0.1:$port; see $stack_dir/*.log"
+  return 1
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+pg_running() { [ -f "$stack_dir/pg/data/postmaster.pid" ] && as_pg "$(pg_bin)/pg_ctl" -D "$stack_dir/pg/data" status >/dev/null 2>&1; }
+
+write_env() {
+  cat > "$stack_dir/env" <<ENV
+export ROTATION_STACK_DIR='$stack_dir'
+export AWS_ENDPOINT_URL='http://127.0.0.1:$moto_port'
+export AWS_ACCESS_KEY_ID='testing'
+export AWS_SECRET_ACCESS_KEY='testing'
+export AWS_REGION='us-east-1'
+export AWS_DEFAULT_REGION='us-east-1'
+export ROTATION_LAMBDA_ENDPOINT='http://127.0.0.1:$lambda_port'
+export ROTATION_LAMBDA_LOG='$stack_dir/lambda.log'
+export ROTATION_PG_HOST='127.0.0.1'
+export ROTATION_PG_PORT='$pg_port'
+export ROTATION_PG_ADMIN_USER='rotation_admin'
+export ROTATION_PG_ADMIN_PASSWORD='$(cat "$stack_dir/pg/admin-password")'
+export ROTATION_PG_LOG='$stack_dir/pg/log/postgresql.log'
+export ROTATION_DB_CA_FILE='$stack_dir/tls/ca.pem'
+ENV
+}
+
+make_tls() {
+  local dir="$stack_dir/tls"
+  mkdir -p "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=secret-rotation local test CA" \
+    -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$dir/ext.cnf"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 30 -extfile "$dir/ext.cnf" -out "$dir/server.pem" 2>/dev/null
+}
+
+start_postgres() {
+  if pg_running; then log "PostgreSQL already runs on 127.0.0.1:$pg_port"; return; fi
+  port_open "$pg_port" && { log "port $pg_port is taken by another process (set ROTATION_PG_PORT)"; exit 1; }
+  local bin pg="$stack_dir/pg"
+  bin=$(pg_bin)
+  rm -rf "$pg"
+  mkdir -p "$pg/log" "$pg/sock"
+  head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$pg/admin-password"
+  cp "$stack_dir/tls/server.pem" "$pg/server.crt"
+  cp "$stack_dir/tls/server.key" "$pg/server.key"
+  chmod 600 "$pg/server.key"
+  [ "$(id -u)" -eq 0 ] && chown -R postgres: "$pg"
+  as_pg "$bin/initdb" -D "$pg/data" -U rotation_admin --pwfile="$pg/admin-password" \
+    --auth-local=scram-sha-256 --auth-host=scram-sha-256 >"$pg/initdb.log" 2>&1
+  cat >> "$pg/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $pg_port
+unix_socket_directories = '$pg/sock'
+ssl = on
+ssl_cert_file = '$pg/server.crt'
+ssl_key_file = '$pg/server.key'
+password_encryption = 'scram-sha-256'
+log_statement = 'all'
+logging_collector = on
+log_directory = '$pg/log'
+log_filename = 'postgresql.log'
+CONF
+  cat > "$pg/data/pg_hba.conf" <<HBA
+local     all all              scram-sha-256
+hostssl   all all 127.0.0.1/32 scram-sha-256
+hostnossl all all 127.0.0.1/32 scram-sha-256
+HBA
+  as_pg "$bin/pg_ctl" -D "$pg/data" -l "$pg/startup.log" -w start >/dev/null
+  log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port (TLS, scram-sha-256)"
+}
+
+start_moto() {
+  if pid_alive "$stack_dir/moto.pid"; then log "moto already runs on 127.0.0.1:$moto_port"; return; fi
+  port_open "$moto_port" && { log "port $moto_port is taken by another process (set ROTATION_MOTO_PORT)"; exit 1; }
+  setsid "$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$stack_dir/moto.log" 2>&1 < /dev/null &
+  echo $! > "$stack_dir/moto.pid"
+  wait_for "moto" "$moto_port"
+  log "moto server on 127.0.0.1:$moto_port"
+}
+
+start_lambda() {
+  if pid_alive "$stack_dir/lambda.pid"; then log "cargo lambda watch already runs on 127.0.0.1:$lambda_port"; return; fi
+  port_open "$lambda_port" && { log "port $lambda_port is taken by another process (set ROTATION_LAMBDA_PORT)"; exit 1; }
+  log "building the functions"
+  (cd "$root" && cargo build --quiet --bins)
+  # shellcheck disable=SC1091
+  . "$stack_dir/env"
+  (cd "$root" && PATH="$venv/bin:$PATH" setsid "$venv/bin/cargo-lambda" lambda watch \
+    -A 127.0.0.1 -P "$lambda_port" --ignore-changes --concurrency 4 \
+    --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" \
+    --env-var "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID" \
+    --env-var "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY" \
+    --env-var "AWS_REGION=$AWS_REGION" \
+    --env-var "ROTATION_DB_CA_FILE=$ROTATION_DB_CA_FILE" \
+    --env-var "AWS_LAMBDA_LOG_LEVEL=$log_level" \
+    >"$stack_dir/lambda.log" 2>&1 < /dev/null &
+    echo $! > "$stack_dir/lambda.pid")
+  wait_for "cargo lambda watch" "$lambda_port" 300
+  log "cargo lambda watch on 127.0.0.1:$lambda_port (functions log to $stack_dir/lambda.log)"
+}
+
+stop_pid() {
+  local file=$1
+  if pid_alive "$file"; then
+    kill -TERM -- "-$(cat "$file")" 2>/dev/null || kill -TERM "$(cat "$file")" 2>/dev/null || true
+    for _ in $(seq 50); do pid_alive "$file" || break; sleep 0.1; done
+    pid_alive "$file" && kill -KILL -- "-$(cat "$file")" 2>/dev/null || true
+  fi
+  rm -f "$file"
+}
+
+case "${1:-}" in
+  up)
+    "$root/scripts/setup.sh"
+    if ! pg_running && ! pid_alive "$stack_dir/moto.pid" && ! pid_alive "$stack_dir/lambda.pid"; then
+      rm -rf "$stack_dir"
+      mkdir -p "$stack_dir"
+      make_tls
+    fi
+    start_postgres
+    write_env
+    start_moto
+    start_lambda
+    ;;
+  down)
+    stop_pid "$stack_dir/lambda.pid"
+    stop_pid "$stack_dir/moto.pid"
+    if pg_running; then as_pg "$(pg_bin)/pg_ctl" -D "$stack_dir/pg/data" -m immediate -w stop >/dev/null; fi
+    log "stopped (logs stay in $stack_dir)"
+    ;;
+  status)
+    pg_running && echo "postgres: running on 127.0.0.1:$pg_port" || echo "postgres: stopped"
+    pid_alive "$stack_dir/moto.pid" && echo "moto: running on 127.0.0.1:$moto_port" || echo "moto: stopped"
+    pid_alive "$stack_dir/lambda.pid" && echo "cargo lambda watch: running on 127.0.0.1:$lambda_port" || echo "cargo lambda watch: stopped"
+    ;;
+  running)
+    pg_running && pid_alive "$stack_dir/moto.pid" && pid_alive "$stack_dir/lambda.pid"
+    ;;
+  env)
+    cat "$stack_dir/env"
+    ;;
+  *)
+    echo "usage: $0 up|down|status|running|env" >&2
+    exit 2
+    ;;
+esac
