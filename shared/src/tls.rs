@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::RootCertStore;
+
+/// The TLS client configuration type (rustls), re-exported for callers of [`client_config`].
+pub use rustls::ClientConfig;
 
 use crate::error::{Result, RotationError};
 

@@ -1,1 +1,8 @@
+//! The test harness: the local stack started by `scripts/stack.sh`, seen from a test.
+//!
+//! Every helper talks to the real servers: PostgreSQL with password authentication and TLS,
+//! moto's Secrets Manager over HTTP, and the functions under `cargo lambda watch`.
 
+pub mod stack;
+
+pub use stack::{assert_finished_labels, assert_succeeded, Stack};

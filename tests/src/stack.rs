@@ -1,0 +1,331 @@
+//! Handles on the running local stack, read from the variables `scripts/stack.sh env` prints.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_secretsmanager::Client as SecretsClient;
+use postgres_protocol::escape::{escape_identifier, escape_literal};
+use rotation::error::Credential;
+use rotation::password::PasswordPolicy;
+use rotation::providers::database_secret::TlsMode;
+use rotation::providers::postgres::{connect, Endpoint};
+use rotation::tls::ClientConfig;
+use rotation::RotationError;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+
+use rotator::driver::{Functions, LocalDriver};
+use rotator::invoke::LambdaInvoker;
+use rotator::versions::{labels, Labels};
+
+/// The ARN moto's RotateSecret is given: no such function exists in moto, see [`Stack::enable_rotation`].
+pub const ROTATION_LAMBDA_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:rotate";
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: the tests need the local stack. Run them with scripts/test.sh, \
+             or start it with `scripts/stack.sh up` and `source <(scripts/stack.sh env)`"
+        )
+    })
+}
+
+/// The running local stack.
+#[derive(Clone)]
+pub struct Stack {
+    /// moto's Secrets Manager.
+    pub secrets: SecretsClient,
+    /// The Lambda Invoke API endpoint of `cargo lambda watch`.
+    pub lambda_endpoint: String,
+    /// PostgreSQL host.
+    pub pg_host: String,
+    /// PostgreSQL port.
+    pub pg_port: u16,
+    admin_user: String,
+    admin_password: SecretString,
+    /// The functions' log (everything `cargo lambda watch` printed).
+    pub lambda_log: PathBuf,
+    /// The PostgreSQL server log (log_statement = all).
+    pub pg_log: PathBuf,
+    /// TLS trusting the stack's test CA (what the functions get through ROTATION_DB_CA_FILE).
+    pub tls: Arc<ClientConfig>,
+}
+
+impl Stack {
+    /// Reads the stack's variables; panics with a hint when the stack is not running.
+    pub async fn from_env() -> Self {
+        let aws = aws_config::load_from_env().await;
+        let ca = PathBuf::from(env("ROTATION_DB_CA_FILE"));
+        Stack {
+            secrets: SecretsClient::new(&aws),
+            lambda_endpoint: env("ROTATION_LAMBDA_ENDPOINT"),
+            pg_host: env("ROTATION_PG_HOST"),
+            pg_port: env("ROTATION_PG_PORT").parse().expect("ROTATION_PG_PORT"),
+            admin_user: env("ROTATION_PG_ADMIN_USER"),
+            admin_password: SecretString::from(env("ROTATION_PG_ADMIN_PASSWORD")),
+            lambda_log: PathBuf::from(env("ROTATION_LAMBDA_LOG")),
+            pg_log: PathBuf::from(env("ROTATION_PG_LOG")),
+            tls: rotation::tls::client_config(Some(&ca)).expect("the stack's CA file"),
+        }
+    }
+
+    /// A driver invoking `functions`.
+    pub fn driver(&self, functions: Functions) -> LocalDriver {
+        let invoker = LambdaInvoker::new(&self.lambda_endpoint, Duration::from_secs(180))
+            .expect("HTTP client");
+        LocalDriver::new(invoker, self.secrets.clone(), functions)
+    }
+
+    /// A name no other test uses: `prefix` and a random suffix.
+    pub fn unique(prefix: &str) -> String {
+        format!(
+            "{prefix}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..10]
+        )
+    }
+
+    /// A random password from the functions' default policy.
+    pub fn password() -> SecretString {
+        PasswordPolicy::default().generate().expect("password")
+    }
+
+    /// The endpoint of the stack's PostgreSQL server, database `postgres`.
+    pub fn endpoint(&self, tls: TlsMode) -> Endpoint {
+        Endpoint {
+            host: self.pg_host.clone(),
+            port: self.pg_port,
+            dbname: "postgres".into(),
+            tls,
+        }
+    }
+
+    /// Logs in as the cluster's superuser.
+    pub async fn admin(&self) -> tokio_postgres::Client {
+        connect(
+            &self.tls,
+            Duration::from_secs(10),
+            &self.endpoint(TlsMode::Verified),
+            &self.admin_user,
+            &self.admin_password,
+            Credential::Master,
+        )
+        .await
+        .expect("admin login")
+    }
+
+    /// The superuser's credentials, for a master secret.
+    pub fn admin_credentials(&self) -> (&str, &SecretString) {
+        (&self.admin_user, &self.admin_password)
+    }
+
+    /// Runs SQL as the superuser.
+    pub async fn admin_sql(&self, sql: &str) {
+        self.admin()
+            .await
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("admin SQL failed: {e}: {sql}"));
+    }
+
+    /// Creates a login role with a random password (sent as a SCRAM verifier, so the server's
+    /// statement log never holds it) and returns the password.
+    pub async fn create_user(&self, name: &str, options: &str) -> SecretString {
+        let password = Self::password();
+        let verifier =
+            postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
+        self.admin_sql(&format!(
+            "CREATE ROLE {} WITH LOGIN {options} PASSWORD {}",
+            escape_identifier(name),
+            escape_literal(&verifier)
+        ))
+        .await;
+        password
+    }
+
+    /// Tries to log in over verified TLS.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &SecretString,
+    ) -> Result<tokio_postgres::Client, RotationError> {
+        connect(
+            &self.tls,
+            Duration::from_secs(10),
+            &self.endpoint(TlsMode::Verified),
+            user,
+            password,
+            Credential::Current,
+        )
+        .await
+    }
+
+    /// Asserts that `user` logs in with `password`.
+    pub async fn assert_login(&self, user: &str, password: &SecretString) {
+        if let Err(e) = self.login(user, password).await {
+            panic!("{user} should log in: {e}");
+        }
+    }
+
+    /// Asserts that the server refuses `password` for `user` (authentication, not a network
+    /// error).
+    pub async fn assert_refused(&self, user: &str, password: &SecretString) {
+        match self.login(user, password).await {
+            Ok(_) => panic!("{user} logged in with a password that must no longer work"),
+            Err(e) => assert!(
+                e.is_authentication_failure(),
+                "{user}: expected an authentication failure, got {e}"
+            ),
+        }
+    }
+
+    /// The JSON of a PostgreSQL secret for `user` on the stack's server.
+    pub fn pg_secret(&self, user: &str, password: &SecretString) -> Value {
+        json!({
+            "engine": "postgres",
+            "host": self.pg_host,
+            "port": self.pg_port,
+            "username": user,
+            "password": password.expose_secret(),
+            "dbname": "postgres",
+        })
+    }
+
+    /// Creates a secret in Secrets Manager and returns its ARN.
+    pub async fn create_secret(&self, name: &str, value: &Value) -> String {
+        let out = self
+            .secrets
+            .create_secret()
+            .name(name)
+            .secret_string(value.to_string())
+            .send()
+            .await
+            .expect("CreateSecret");
+        out.arn().expect("ARN").to_owned()
+    }
+
+    /// Turns rotation on the way Secrets Manager's RotateSecret does.
+    ///
+    /// moto's RotateSecret enables rotation, labels a new empty version AWSPENDING (exactly what
+    /// Secrets Manager does before invoking the function), then tries to invoke the function in
+    /// its own Lambda service, where it does not exist: that last part fails with
+    /// ResourceNotFoundException, which is expected here. The driver then resumes the pending
+    /// version, as Secrets Manager's own invocation would.
+    pub async fn enable_rotation(&self, secret_id: &str) {
+        let result = self
+            .secrets
+            .rotate_secret()
+            .secret_id(secret_id)
+            .rotation_lambda_arn(ROTATION_LAMBDA_ARN)
+            .rotation_rules(
+                aws_sdk_secretsmanager::types::RotationRulesType::builder()
+                    .automatically_after_days(30)
+                    .build(),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) => {}
+            Err(e) => panic!(
+                "RotateSecret: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+            ),
+        }
+    }
+
+    /// A PostgreSQL user and its secret with rotation enabled: (secret ARN, user, password).
+    pub async fn pg_user_with_secret(&self, prefix: &str) -> (String, String, SecretString) {
+        let user = Self::unique(prefix);
+        let password = self.create_user(&user, "").await;
+        let arn = self
+            .create_secret(&Self::unique(prefix), &self.pg_secret(&user, &password))
+            .await;
+        self.enable_rotation(&arn).await;
+        (arn, user, password)
+    }
+
+    /// The labelled versions of a secret.
+    pub async fn labels(&self, secret_id: &str) -> Labels {
+        labels(&self.secrets, secret_id).await.expect("labels")
+    }
+
+    /// The value of the version with `stage`, parsed.
+    pub async fn value(&self, secret_id: &str, stage: &str) -> Value {
+        let out = self
+            .secrets
+            .get_secret_value()
+            .secret_id(secret_id)
+            .version_stage(stage)
+            .send()
+            .await
+            .expect("GetSecretValue");
+        serde_json::from_str(out.secret_string().expect("string")).expect("JSON")
+    }
+
+    /// Username and password of the version with `stage`.
+    pub async fn credentials(&self, secret_id: &str, stage: &str) -> (String, SecretString) {
+        let value = self.value(secret_id, stage).await;
+        (
+            value["username"].as_str().expect("username").to_owned(),
+            SecretString::from(value["password"].as_str().expect("password").to_owned()),
+        )
+    }
+
+    /// Every password any version of the secret ever held, for searching logs.
+    pub async fn all_passwords(&self, secret_id: &str) -> Vec<SecretString> {
+        let out = self
+            .secrets
+            .list_secret_version_ids()
+            .secret_id(secret_id)
+            .include_deprecated(true)
+            .send()
+            .await
+            .expect("ListSecretVersionIds");
+        let mut passwords = Vec::new();
+        for version in out.versions() {
+            let Some(id) = version.version_id() else {
+                continue;
+            };
+            if let Ok(v) = self
+                .secrets
+                .get_secret_value()
+                .secret_id(secret_id)
+                .version_id(id)
+                .send()
+                .await
+            {
+                if let Some(p) = v
+                    .secret_string()
+                    .and_then(|s| serde_json::from_str::<Value>(s).ok())
+                    .and_then(|v| v["password"].as_str().map(str::to_owned))
+                {
+                    passwords.push(SecretString::from(p));
+                }
+            }
+        }
+        passwords
+    }
+}
+
+/// Panics with the driver's table unless every step of the rotation succeeded.
+pub fn assert_succeeded(run: &rotator::driver::RotationRun) {
+    assert!(
+        run.succeeded(),
+        "rotation failed:\n{}",
+        rotator::driver::render_run(run)
+    );
+}
+
+/// Asserts the labels a finished rotation leaves: the token AWSCURRENT, the version that was
+/// current before AWSPREVIOUS, and nothing else labelled (AWSPENDING gone).
+pub fn assert_finished_labels(labels: &Labels, token: &str, previous: &str) {
+    let expected: Labels = [
+        (token.to_owned(), vec!["AWSCURRENT".to_owned()]),
+        (previous.to_owned(), vec!["AWSPREVIOUS".to_owned()]),
+    ]
+    .into();
+    assert_eq!(labels, &expected, "labels after the rotation");
+}
