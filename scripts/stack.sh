@@ -104,12 +104,17 @@ logging_collector = on
 log_directory = '$pg/log'
 log_filename = 'postgresql.log'
 CONF
+  # Members of tls_required may log in only over TLS: the tests use it to prove the functions
+  # use TLS by default. Everyone else may also log in without TLS ("ssl": false secrets).
   cat > "$pg/data/pg_hba.conf" <<HBA
-local     all all              scram-sha-256
-hostssl   all all 127.0.0.1/32 scram-sha-256
-hostnossl all all 127.0.0.1/32 scram-sha-256
+local     all all                        scram-sha-256
+hostssl   all all           127.0.0.1/32 scram-sha-256
+hostnossl all +tls_required 127.0.0.1/32 reject
+hostnossl all all           127.0.0.1/32 scram-sha-256
 HBA
   as_pg "$bin/pg_ctl" -D "$pg/data" -l "$pg/startup.log" -w start >/dev/null
+  PGPASSWORD=$(cat "$pg/admin-password") "$bin/psql" -q -h "$pg/sock" -p "$pg_port" -U rotation_admin \
+    -d postgres -c "CREATE ROLE tls_required NOLOGIN" >/dev/null
   log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port (TLS, scram-sha-256)"
 }
 
@@ -129,7 +134,8 @@ start_lambda() {
   (cd "$root" && cargo build --quiet --bins)
   # shellcheck disable=SC1091
   . "$stack_dir/env"
-  (cd "$root" && PATH="$venv/bin:$PATH" setsid "$venv/bin/cargo-lambda" lambda watch \
+  cd "$root"
+  PATH="$venv/bin:$PATH" setsid "$venv/bin/cargo-lambda" lambda watch \
     -A 127.0.0.1 -P "$lambda_port" --ignore-changes --concurrency 4 \
     --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" \
     --env-var "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID" \
@@ -138,7 +144,7 @@ start_lambda() {
     --env-var "ROTATION_DB_CA_FILE=$ROTATION_DB_CA_FILE" \
     --env-var "AWS_LAMBDA_LOG_LEVEL=$log_level" \
     >"$stack_dir/lambda.log" 2>&1 < /dev/null &
-    echo $! > "$stack_dir/lambda.pid")
+  echo $! > "$stack_dir/lambda.pid"
   wait_for "cargo lambda watch" "$lambda_port" 300
   log "cargo lambda watch on 127.0.0.1:$lambda_port (functions log to $stack_dir/lambda.log)"
 }

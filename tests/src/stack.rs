@@ -119,6 +119,17 @@ impl Stack {
         (&self.admin_user, &self.admin_password)
     }
 
+    /// Deletes a secret at once, if it exists.
+    pub async fn delete_secret(&self, secret_id: &str) {
+        let _ = self
+            .secrets
+            .delete_secret()
+            .secret_id(secret_id)
+            .force_delete_without_recovery(true)
+            .send()
+            .await;
+    }
+
     /// Runs SQL as the superuser.
     pub async fn admin_sql(&self, sql: &str) {
         self.admin()
@@ -212,10 +223,16 @@ impl Stack {
     /// ResourceNotFoundException, which is expected here. The driver then resumes the pending
     /// version, as Secrets Manager's own invocation would.
     pub async fn enable_rotation(&self, secret_id: &str) {
+        self.enable_rotation_with_token(secret_id, None).await
+    }
+
+    /// [`Stack::enable_rotation`], naming the pending version's id (the ClientRequestToken).
+    pub async fn enable_rotation_with_token(&self, secret_id: &str, token: Option<&str>) {
         let result = self
             .secrets
             .rotate_secret()
             .secret_id(secret_id)
+            .set_client_request_token(token.map(str::to_owned))
             .rotation_lambda_arn(ROTATION_LAMBDA_ARN)
             .rotation_rules(
                 aws_sdk_secretsmanager::types::RotationRulesType::builder()

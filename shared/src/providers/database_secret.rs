@@ -86,11 +86,20 @@ impl<'a> FieldReader<'a> {
         )
     }
 
+    /// An error saying `field` is missing or empty (`state`).
+    fn absent(&self, field: &str, state: &str) -> RotationError {
+        RotationError::invalid_secret(
+            self.secret,
+            self.version,
+            format!("field `{field}` is {state}"),
+        )
+    }
+
     /// An optional non-empty string field.
     pub fn optional_str(&self, field: &str) -> Result<Option<&'a str>> {
         match self.fields.get(field) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Err(self.error(field, "is empty")),
+            Some(Value::String(s)) if s.is_empty() => Err(self.absent(field, "empty")),
             Some(Value::String(s)) => Ok(Some(s.as_str())),
             Some(other) => Err(self.error(
                 field,
@@ -102,7 +111,7 @@ impl<'a> FieldReader<'a> {
     /// A required non-empty string field.
     pub fn required_str(&self, field: &str) -> Result<&'a str> {
         self.optional_str(field)?
-            .ok_or_else(|| self.error(field, "is missing"))
+            .ok_or_else(|| self.absent(field, "missing"))
     }
 
     /// A port: a number or a string of digits, 1 to 65535.

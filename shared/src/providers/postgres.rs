@@ -536,6 +536,51 @@ mod tests {
         assert_eq!(base_username("app"), "app");
     }
 
+    fn secret(value: serde_json::Value) -> DatabaseSecret {
+        DatabaseSecret::parse(
+            value.as_object().unwrap().clone(),
+            "s",
+            AWSPENDING,
+            DEFAULT_PORT,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pending_version_pointing_elsewhere_is_refused() {
+        let base = serde_json::json!({"engine": "postgres", "host": "db", "username": "app", "password": "p"});
+        let current = secret(base.clone());
+        for (field, value, strategy) in [
+            (
+                "host",
+                serde_json::json!("evil.example"),
+                Strategy::SingleUser,
+            ),
+            ("port", serde_json::json!(6543), Strategy::SingleUser),
+            (
+                "username",
+                serde_json::json!("postgres"),
+                Strategy::SingleUser,
+            ),
+            (
+                "username",
+                serde_json::json!("other_clone"),
+                Strategy::AlternatingUsers,
+            ),
+        ] {
+            let mut pending = base.clone();
+            pending[field] = value;
+            let err = check_consistent(&current, &secret(pending), strategy, "s")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("`{field}`")), "{err}");
+        }
+        let mut clone = base.clone();
+        clone["username"] = serde_json::json!("app_clone");
+        check_consistent(&current, &secret(clone), Strategy::AlternatingUsers, "s").unwrap();
+        check_consistent(&current, &secret(base), Strategy::SingleUser, "s").unwrap();
+    }
+
     #[test]
     fn long_names_are_refused_with_the_field() {
         let name = "a".repeat(60) + CLONE_SUFFIX;

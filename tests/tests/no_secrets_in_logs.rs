@@ -1,0 +1,94 @@
+//! Whatever the functions and the database log during full rotations holds no password and no
+//! RotationToken.
+
+use std::time::Duration;
+
+use integration_tests::{assert_succeeded, Stack};
+use rotator::driver::Functions;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+async fn read_log_until(path: &std::path::Path, needle: &str) -> String {
+    for _ in 0..50 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{} never mentioned {needle}", path.display());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotations_log_no_password_and_no_rotation_token() {
+    let stack = Stack::from_env().await;
+    let rotation_token = SecretString::from(format!("rotation-token-{}", uuid::Uuid::new_v4()));
+
+    // Single-user, through the rotate function.
+    let (single, single_user, single_original) = stack.pg_user_with_secret("logs").await;
+    let driver = stack.driver(Functions::Rotate);
+    for _ in 0..2 {
+        assert_succeeded(
+            &driver
+                .rotate_with(&single, Some(&rotation_token))
+                .await
+                .unwrap(),
+        );
+    }
+
+    // Alternating users, through the step functions.
+    let master = Stack::unique("logmaster");
+    let master_password = stack.create_user(&master, "CREATEROLE").await;
+    let master_arn = stack
+        .create_secret(
+            &Stack::unique("logmaster"),
+            &json!({"username": master, "password": master_password.expose_secret()}),
+        )
+        .await;
+    let user = Stack::unique("logalt");
+    let original = stack.create_user(&user, "").await;
+    let mut value = stack.pg_secret(&user, &original);
+    value["masterarn"] = json!(master_arn);
+    let alternating = stack.create_secret(&Stack::unique("logalt"), &value).await;
+    stack.enable_rotation(&alternating).await;
+    let per_step = stack.driver(Functions::PerStep);
+    for _ in 0..2 {
+        assert_succeeded(
+            &per_step
+                .rotate_with(&alternating, Some(&rotation_token))
+                .await
+                .unwrap(),
+        );
+    }
+
+    let mut secrets: Vec<SecretString> =
+        vec![rotation_token, master_password, single_original, original];
+    secrets.extend(stack.all_passwords(&single).await);
+    secrets.extend(stack.all_passwords(&alternating).await);
+    assert!(secrets.len() >= 10, "collected {} secrets", secrets.len());
+
+    let lambda_log = read_log_until(&stack.lambda_log, &alternating).await;
+    assert!(
+        lambda_log.contains(&single),
+        "the functions logged the rotation of {single}"
+    );
+    assert!(lambda_log.contains("rotation step succeeded"));
+    let pg_log = std::fs::read_to_string(&stack.pg_log).unwrap();
+    assert!(
+        pg_log.contains(&format!("ALTER ROLE \"{single_user}\"")),
+        "the statement log is on"
+    );
+    for secret in &secrets {
+        let secret = secret.expose_secret();
+        assert!(
+            !lambda_log.contains(secret),
+            "a secret of length {} is in the functions' log",
+            secret.len()
+        );
+        assert!(
+            !pg_log.contains(secret),
+            "a secret of length {} is in PostgreSQL's statement log",
+            secret.len()
+        );
+    }
+}
