@@ -75,6 +75,14 @@ pub enum RotationError {
         /// The secret's ARN or name.
         secret: String,
     },
+    /// The secret is configured for the other rotation mode (see [`crate::mode`]).
+    #[error("secret {secret}: {problem}")]
+    WrongMode {
+        /// The secret's ARN or name.
+        secret: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The ClientRequestToken is not in the state the step needs.
     #[error("secret {secret}: version {token} {problem}")]
     BadToken {
@@ -146,6 +154,7 @@ impl RotationError {
             RotationError::InvalidEvent(_) => "InvalidEvent",
             RotationError::WrongStep { .. } => "WrongStep",
             RotationError::RotationDisabled { .. } => "RotationDisabled",
+            RotationError::WrongMode { .. } => "WrongMode",
             RotationError::BadToken { .. } => "BadToken",
             RotationError::InvalidSecret { .. } => "InvalidSecret",
             RotationError::Config(_) => "Configuration",

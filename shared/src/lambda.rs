@@ -5,7 +5,8 @@ use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
 
 use crate::error::RotationError;
-use crate::event::{RotationEvent, Step};
+use crate::event::RotationEvent;
+use crate::mode::Caller;
 use crate::protocol::Engine;
 
 /// A failed invocation as Lambda reports it: `errorType` is the kind of failure
@@ -25,16 +26,16 @@ impl From<StepFailure> for Diagnostic {
     }
 }
 
-/// Runs the Lambda runtime loop. `only` is the step a step binary runs; `None` (the `rotate`
-/// function) runs whichever step the event asks for.
-pub async fn serve(only: Option<Step>) -> Result<(), Error> {
+/// Runs the Lambda runtime loop as `caller`: the `rotate` function runs whichever step the
+/// event asks for; a step function runs only its own step.
+pub async fn serve(caller: Caller) -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let engine = Engine::from_env().await.inspect_err(|e| {
         tracing::error!(error = %e, "cannot start the rotation function");
     })?;
     let engine = &engine;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle(engine, only, &event.payload).await
+        handle(engine, caller, &event.payload).await
     }))
     .await
 }
@@ -43,7 +44,7 @@ pub async fn serve(only: Option<Step>) -> Result<(), Error> {
 /// step's report (or a failure naming the step and the secret).
 pub async fn handle(
     engine: &Engine,
-    only: Option<Step>,
+    caller: Caller,
     payload: &Value,
 ) -> Result<Value, StepFailure> {
     let event = RotationEvent::from_value(payload).map_err(|e| {
@@ -54,7 +55,7 @@ pub async fn handle(
         }
     })?;
     let started = std::time::Instant::now();
-    match engine.run(&event, only).await {
+    match engine.run(&event, caller).await {
         Ok(report) => {
             tracing::info!(
                 secret_arn = %report.secret_arn,

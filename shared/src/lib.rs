@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod lambda;
+pub mod mode;
 pub mod password;
 pub mod protocol;
 pub mod providers;
@@ -17,4 +18,5 @@ pub mod tls;
 
 pub use error::RotationError;
 pub use event::{RotationEvent, Step};
+pub use mode::{Caller, Mode};
 pub use report::{Outcome, StepReport};

@@ -15,6 +15,7 @@ use rustls::ClientConfig;
 use crate::config::Config;
 use crate::error::{Result, RotationError};
 use crate::event::{RotationEvent, Step};
+use crate::mode::Caller;
 use crate::providers::{self, StepContext};
 use crate::report::{Outcome, StepReport};
 use crate::secrets_manager::{SecretMetadata, SecretsManager, AWSCURRENT, AWSPENDING};
@@ -22,6 +23,8 @@ use crate::secrets_manager::{SecretMetadata, SecretsManager, AWSCURRENT, AWSPEND
 /// What a process keeps between invocations: clients and configuration.
 #[derive(Clone)]
 pub struct Engine {
+    /// The AWS configuration (region, credentials, endpoints), for providers' own clients.
+    pub aws: aws_config::SdkConfig,
     /// The Secrets Manager SDK client.
     pub client: aws_sdk_secretsmanager::Client,
     /// The configuration.
@@ -38,15 +41,17 @@ impl Engine {
         let aws = aws_config::load_from_env().await;
         Ok(Engine {
             client: aws_sdk_secretsmanager::Client::new(&aws),
+            aws,
             config,
             tls,
         })
     }
 
-    /// Runs one step of the rotation the event describes. `only` restricts the step this
-    /// function accepts (the step binaries); `None` runs any step (the `rotate` function).
-    pub async fn run(&self, event: &RotationEvent, only: Option<Step>) -> Result<StepReport> {
-        if let Some(expected) = only {
+    /// Runs one step of the rotation the event describes, as `caller`: the `rotate` function
+    /// runs any step of a Secrets Manager mode secret, a step function only its own step of a
+    /// workflow mode secret.
+    pub async fn run(&self, event: &RotationEvent, caller: Caller) -> Result<StepReport> {
+        if let Caller::Step(expected) = caller {
             if expected != event.step {
                 return Err(RotationError::WrongStep {
                     expected,
@@ -57,6 +62,7 @@ impl Engine {
         let started = Instant::now();
         let sm = SecretsManager::new(self.client.clone());
         let metadata = sm.describe(&event.secret_id).await?;
+        crate::mode::check(caller, &metadata)?;
         let mut report = StepReport {
             step: event.step.as_str().to_owned(),
             secret_arn: metadata.arn.clone(),
@@ -69,6 +75,7 @@ impl Engine {
             warnings: Vec::new(),
         };
         let ctx = StepContext {
+            aws: &self.aws,
             secrets_manager: &sm,
             config: &self.config,
             tls: &self.tls,
@@ -99,15 +106,10 @@ enum TokenState {
     Pending { has_version: bool },
 }
 
-/// The checks AWS's templates make on every step: rotation enabled, the token is a version of
-/// the secret labelled AWSPENDING (createSecret also takes a token that is not a version yet),
-/// and a token that is already AWSCURRENT means the rotation is done.
+/// The checks AWS's templates make on every step (rotation enabled is checked with the mode):
+/// the token is a version of the secret labelled AWSPENDING (createSecret also takes a token
+/// that is not a version yet), and a token that is already AWSCURRENT means the rotation is done.
 fn check_token(metadata: &SecretMetadata, event: &RotationEvent) -> Result<TokenState> {
-    if !metadata.rotation_enabled {
-        return Err(RotationError::RotationDisabled {
-            secret: metadata.arn.clone(),
-        });
-    }
     let bad = |problem: &str| RotationError::BadToken {
         secret: metadata.arn.clone(),
         token: event.client_request_token.clone(),

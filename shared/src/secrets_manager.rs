@@ -28,6 +28,8 @@ pub struct SecretMetadata {
     pub rotation_enabled: bool,
     /// Version id to staging labels.
     pub versions: HashMap<String, Vec<String>>,
+    /// The secret's tags.
+    pub tags: HashMap<String, String>,
 }
 
 impl SecretMetadata {
@@ -85,6 +87,16 @@ impl SecretsManager {
             name: out.name().unwrap_or(secret_id).to_owned(),
             rotation_enabled: out.rotation_enabled().unwrap_or(false),
             versions: out.version_ids_to_stages().cloned().unwrap_or_default(),
+            tags: out
+                .tags()
+                .iter()
+                .filter_map(|t| {
+                    Some((
+                        t.key()?.to_owned(),
+                        t.value().unwrap_or_default().to_owned(),
+                    ))
+                })
+                .collect(),
         })
     }
 

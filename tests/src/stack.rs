@@ -7,6 +7,7 @@ use std::time::Duration;
 use aws_sdk_secretsmanager::Client as SecretsClient;
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use rotation::error::Credential;
+use rotation::mode::{Mode, MODE_TAG};
 use rotation::password::PasswordPolicy;
 use rotation::providers::database_secret::TlsMode;
 use rotation::providers::postgres::{connect, Endpoint};
@@ -253,14 +254,62 @@ impl Stack {
         }
     }
 
-    /// A PostgreSQL user and its secret with rotation enabled: (secret ARN, user, password).
+    /// Creates a secret configured for the mode `functions` serve: Secrets Manager mode
+    /// (rotation enabled) for `rotate`, workflow mode (tag `rotation-mode=workflow`, Secrets
+    /// Manager's rotation off) for the step functions. Returns its ARN.
+    pub async fn create_rotating_secret(
+        &self,
+        name: &str,
+        value: &Value,
+        functions: Functions,
+    ) -> String {
+        match functions {
+            Functions::Rotate => {
+                let arn = self.create_secret(name, value).await;
+                self.enable_rotation(&arn).await;
+                arn
+            }
+            Functions::PerStep => self
+                .secrets
+                .create_secret()
+                .name(name)
+                .secret_string(value.to_string())
+                .tags(
+                    aws_sdk_secretsmanager::types::Tag::builder()
+                        .key(MODE_TAG)
+                        .value(Mode::Workflow.as_str())
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("CreateSecret")
+                .arn()
+                .expect("ARN")
+                .to_owned(),
+        }
+    }
+
+    /// A PostgreSQL user and its secret in Secrets Manager mode: (secret ARN, user, password).
     pub async fn pg_user_with_secret(&self, prefix: &str) -> (String, String, SecretString) {
+        self.pg_user_with_secret_for(prefix, Functions::Rotate)
+            .await
+    }
+
+    /// A PostgreSQL user and its secret, configured for the mode `functions` serve.
+    pub async fn pg_user_with_secret_for(
+        &self,
+        prefix: &str,
+        functions: Functions,
+    ) -> (String, String, SecretString) {
         let user = Self::unique(prefix);
         let password = self.create_user(&user, "").await;
         let arn = self
-            .create_secret(&Self::unique(prefix), &self.pg_secret(&user, &password))
+            .create_rotating_secret(
+                &Self::unique(prefix),
+                &self.pg_secret(&user, &password),
+                functions,
+            )
             .await;
-        self.enable_rotation(&arn).await;
         (arn, user, password)
     }
 

@@ -257,3 +257,49 @@ async fn a_master_secret_must_not_be_the_secret_itself() {
     assert!(failure.contains("field `masterarn`"), "{failure}");
     stack.assert_login(&user, &password).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_function_refuses_a_secret_of_the_other_mode() {
+    let stack = Stack::from_env().await;
+    let (managed, managed_user, managed_password) = stack.pg_user_with_secret("smmode").await;
+    let (workflow, workflow_user, workflow_password) = stack
+        .pg_user_with_secret_for("wfmode", Functions::PerStep)
+        .await;
+    let token = uuid::Uuid::new_v4().to_string();
+    let managed_before = stack.labels(&managed).await;
+    let workflow_before = stack.labels(&workflow).await;
+
+    for step in Step::ALL {
+        let (kind, message) = rejected(
+            &stack,
+            step.function_name(),
+            event(step.as_str(), &managed, &token),
+        )
+        .await;
+        assert_eq!(kind, "WrongMode", "{message}");
+        assert!(
+            message.contains("tag it rotation-mode=workflow"),
+            "{message}"
+        );
+        let (kind, message) =
+            rejected(&stack, "rotate", event(step.as_str(), &workflow, &token)).await;
+        assert_eq!(kind, "WrongMode", "{message}");
+        assert!(message.contains("not the rotate function"), "{message}");
+    }
+    assert_eq!(stack.labels(&managed).await, managed_before);
+    assert_eq!(stack.labels(&workflow).await, workflow_before);
+
+    // Both modes at once is refused too.
+    stack.enable_rotation(&workflow).await;
+    let (kind, message) = rejected(
+        &stack,
+        "create-secret",
+        event("createSecret", &workflow, &token),
+    )
+    .await;
+    assert_eq!(kind, "WrongMode", "{message}");
+    assert!(message.contains("turn one of them off"), "{message}");
+
+    stack.assert_login(&managed_user, &managed_password).await;
+    stack.assert_login(&workflow_user, &workflow_password).await;
+}

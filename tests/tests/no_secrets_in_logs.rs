@@ -49,8 +49,9 @@ async fn rotations_log_no_password_and_no_rotation_token() {
     let original = stack.create_user(&user, "").await;
     let mut value = stack.pg_secret(&user, &original);
     value["masterarn"] = json!(master_arn);
-    let alternating = stack.create_secret(&Stack::unique("logalt"), &value).await;
-    stack.enable_rotation(&alternating).await;
+    let alternating = stack
+        .create_rotating_secret(&Stack::unique("logalt"), &value, Functions::PerStep)
+        .await;
     let per_step = stack.driver(Functions::PerStep);
     for _ in 0..2 {
         assert_succeeded(

@@ -9,7 +9,11 @@ use serde_json::json;
 
 /// A CREATEROLE master user (like RDS's master), its secret, and an application user's secret
 /// that names it. `rds_managed` leaves host and port out of the master secret, as RDS does.
-async fn alternating_secret(stack: &Stack, rds_managed: bool) -> (String, String, SecretString) {
+async fn alternating_secret(
+    stack: &Stack,
+    rds_managed: bool,
+    functions: Functions,
+) -> (String, String, SecretString) {
     let master = Stack::unique("master");
     let master_password = stack.create_user(&master, "CREATEROLE").await;
     let mut master_value = json!({"username": master, "password": master_password.expose_secret()});
@@ -27,9 +31,8 @@ async fn alternating_secret(stack: &Stack, rds_managed: bool) -> (String, String
     let mut value = stack.pg_secret(&user, &password);
     value["masterarn"] = json!(master_arn);
     let arn = stack
-        .create_secret(&Stack::unique("alternating"), &value)
+        .create_rotating_secret(&Stack::unique("alternating"), &value, functions)
         .await;
-    stack.enable_rotation(&arn).await;
     (arn, user, password)
 }
 
@@ -37,7 +40,8 @@ async fn alternating_secret(stack: &Stack, rds_managed: bool) -> (String, String
 async fn alternates_users_and_revokes_the_oldest_credential() {
     let stack = Stack::from_env().await;
     for rds_managed in [true, false] {
-        let (arn, user, original) = alternating_secret(&stack, rds_managed).await;
+        let (arn, user, original) =
+            alternating_secret(&stack, rds_managed, Functions::Rotate).await;
         let clone = format!("{user}_clone");
         let driver = stack.driver(Functions::Rotate);
 
@@ -77,7 +81,7 @@ async fn alternates_users_and_revokes_the_oldest_credential() {
 #[tokio::test(flavor = "multi_thread")]
 async fn objects_created_by_either_user_are_usable_by_the_other() {
     let stack = Stack::from_env().await;
-    let (arn, user, original) = alternating_secret(&stack, true).await;
+    let (arn, user, original) = alternating_secret(&stack, true, Functions::Rotate).await;
     let schema = Stack::unique("objects");
     let s = escape_identifier(&schema);
     stack
@@ -148,7 +152,7 @@ async fn a_crash_after_any_step_keeps_the_current_user_working() {
     let stack = Stack::from_env().await;
     let driver = stack.driver(Functions::PerStep);
     for crash_after in 1..rotation::Step::ALL.len() {
-        let (arn, user, original) = alternating_secret(&stack, true).await;
+        let (arn, user, original) = alternating_secret(&stack, true, Functions::PerStep).await;
         let (token, _) = driver.next_token(&arn).await.unwrap();
         let partial = driver
             .run_steps(&rotation::Step::ALL[..crash_after], &arn, &token, None)

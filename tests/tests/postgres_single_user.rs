@@ -37,7 +37,9 @@ async fn rotates_twice_through_the_rotate_function() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rotates_through_the_four_step_functions() {
     let stack = Stack::from_env().await;
-    let (arn, user, original) = stack.pg_user_with_secret("perstep").await;
+    let (arn, user, original) = stack
+        .pg_user_with_secret_for("perstep", Functions::PerStep)
+        .await;
     let run = stack.driver(Functions::PerStep).rotate(&arn).await.unwrap();
     assert_succeeded(&run);
     let functions: Vec<_> = run.steps.iter().map(|s| s.function).collect();

@@ -1,7 +1,8 @@
 //! Runs only the setSecret step (workflow mode and per-step local invocation).
-use rotation::Step;
+
+use rotation::{Caller, Step};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    rotation::lambda::serve(Some(Step::Set)).await
+    rotation::lambda::serve(Caller::Step(Step::Set)).await
 }

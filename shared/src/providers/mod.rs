@@ -22,6 +22,8 @@ use crate::secrets_manager::{SecretMetadata, SecretsManager};
 
 /// What a provider may use during a step.
 pub struct StepContext<'a> {
+    /// The AWS configuration, for a provider's own service clients (IAM, STS, RDS...).
+    pub aws: &'a aws_config::SdkConfig,
     /// Secrets Manager, for the versions and secrets a provider reads lazily (AWSPREVIOUS, master).
     pub secrets_manager: &'a SecretsManager,
     /// The function's configuration.

@@ -5,8 +5,10 @@
 //! functions), shows each step and the version labels before and after, and proves that the
 //! replaced password no longer logs in while the new one does.
 //!
-//! `local-rotation seed` prepares the secret the sample events in `events/` name, for invoking
-//! single steps by hand with `cargo lambda invoke`.
+//! `local-rotation seed` prepares the secrets the sample events in `events/` name, for invoking
+//! single steps by hand with `cargo lambda invoke`: `local/postgres/app` in Secrets Manager mode
+//! (events/rotate/, for the `rotate` function, AWSPENDING waiting under the events' token) and
+//! `local/postgres/app-workflow` in workflow mode (events/, for the step functions).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -18,10 +20,14 @@ use rotator::versions::render;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-/// The secret the sample events name.
+/// The Secrets Manager mode secret the sample events in events/rotate/ name.
 const SEED_SECRET: &str = "local/postgres/app";
-/// The PostgreSQL user of the seeded secret.
+/// Its PostgreSQL user.
 const SEED_USER: &str = "app_local";
+/// The workflow mode secret the sample events of the step functions name.
+const SEED_WORKFLOW_SECRET: &str = "local/postgres/app-workflow";
+/// Its PostgreSQL user.
+const SEED_WORKFLOW_USER: &str = "app_local_workflow";
 /// The ClientRequestToken of the sample events.
 const SEED_TOKEN: &str = "00000000-0000-4000-8000-000000000001";
 
@@ -150,9 +156,12 @@ async fn demo(stack: &Stack) -> Result<(), String> {
     let mut value = stack.pg_secret(&user, &original);
     value["masterarn"] = json!(master_arn);
     let arn = stack
-        .create_secret(&Stack::unique("demo/postgres-alternating"), &value)
+        .create_rotating_secret(
+            &Stack::unique("demo/postgres-alternating"),
+            &value,
+            Functions::PerStep,
+        )
         .await;
-    stack.enable_rotation(&arn).await;
     println!("secret {arn}\n  {}\n", redacted(&value));
     let mut replaced: Vec<(String, SecretString)> = vec![(user.clone(), original)];
     for round in 1..=2 {
@@ -188,26 +197,48 @@ async fn demo(stack: &Stack) -> Result<(), String> {
 }
 
 async fn seed(stack: &Stack) -> Result<(), String> {
-    stack.delete_secret(SEED_SECRET).await;
-    stack
-        .admin_sql(&format!("DROP ROLE IF EXISTS {SEED_USER}"))
-        .await;
-    let password = stack.create_user(SEED_USER, "").await;
-    let arn = stack
-        .create_secret(SEED_SECRET, &stack.pg_secret(SEED_USER, &password))
-        .await;
-    stack
-        .enable_rotation_with_token(&arn, Some(SEED_TOKEN))
-        .await;
-    println!("seeded secret {SEED_SECRET} for user {SEED_USER}; AWSPENDING waits under token {SEED_TOKEN}");
-    println!("versions:\n{}", render(&stack.labels(&arn).await));
-    println!("now run, in order (or with `rotate` in place of each step function):");
-    for step in rotation::Step::ALL {
+    for (secret, user, functions, events) in [
+        (SEED_SECRET, SEED_USER, Functions::Rotate, "events/rotate"),
+        (
+            SEED_WORKFLOW_SECRET,
+            SEED_WORKFLOW_USER,
+            Functions::PerStep,
+            "events",
+        ),
+    ] {
+        stack.delete_secret(secret).await;
+        stack
+            .admin_sql(&format!("DROP ROLE IF EXISTS {user}"))
+            .await;
+        let password = stack.create_user(user, "").await;
+        let value = stack.pg_secret(user, &password);
+        let arn = match functions {
+            Functions::Rotate => {
+                let arn = stack.create_secret(secret, &value).await;
+                stack
+                    .enable_rotation_with_token(&arn, Some(SEED_TOKEN))
+                    .await;
+                arn
+            }
+            Functions::PerStep => {
+                stack
+                    .create_rotating_secret(secret, &value, functions)
+                    .await
+            }
+        };
         println!(
-            "  cargo lambda invoke {} --data-file events/{}.json -A 127.0.0.1 -P 49001",
-            step.function_name(),
-            step.function_name()
+            "seeded {secret} for user {user}, versions:\n{}",
+            render(&stack.labels(&arn).await)
         );
+        println!("run, in order:");
+        for step in rotation::Step::ALL {
+            println!(
+                "  cargo lambda invoke {} --data-file {events}/{}.json -A 127.0.0.1 -P 49001",
+                functions.name(step),
+                step.function_name()
+            );
+        }
+        println!();
     }
     Ok(())
 }
