@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs, idempotently: a project-local Python venv with moto's
-# server and cargo-lambda (from PyPI), a PostgreSQL server from Debian's packages when none is
-# installed, and openssl. Every step is skipped when its result is already there.
+# server and cargo-lambda (from PyPI), PostgreSQL and MariaDB servers from Debian's packages
+# when none is installed, and openssl. Every step is skipped when its result is already there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"
@@ -22,6 +22,10 @@ apt_install() {
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
   log "installing the PostgreSQL server (Debian package postgresql)"
   apt_install postgresql
+fi
+if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
+  log "installing the MariaDB server (Debian package mariadb-server)"
+  apt_install mariadb-server
 fi
 command -v openssl >/dev/null 2>&1 || { log "installing openssl"; apt_install openssl; }
 command -v python3 >/dev/null 2>&1 || { log "installing python3"; apt_install python3 python3-venv; }

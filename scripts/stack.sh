@@ -8,13 +8,18 @@
 #   scripts/stack.sh status  say what runs
 #   scripts/stack.sh env     print the exports that point a shell at the stack
 #
-# Ports: ROTATION_MOTO_PORT (45001), ROTATION_PG_PORT (45432), ROTATION_LAMBDA_PORT (49001).
+# Also a private MariaDB server (its own data directory and port, TLS with the same test CA,
+# general log on).
+#
+# Ports: ROTATION_MOTO_PORT (45001), ROTATION_PG_PORT (45432), ROTATION_MYSQL_PORT (43306),
+# ROTATION_LAMBDA_PORT (49001).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 stack_dir=${ROTATION_STACK_DIR:-/tmp/secret-rotation-stack-$(printf %s "$root" | sha256sum | cut -c1-10)}
 moto_port=${ROTATION_MOTO_PORT:-45001}
 pg_port=${ROTATION_PG_PORT:-45432}
 lambda_port=${ROTATION_LAMBDA_PORT:-49001}
+mysql_port=${ROTATION_MYSQL_PORT:-43306}
 log_level=${ROTATION_FUNCTION_LOG_LEVEL:-debug}
 venv="$root/.venv"
 log() { printf '[stack] %s\n' "$*" >&2; }
@@ -29,6 +34,13 @@ pg_bin() {
 as_pg() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
+
+# The MariaDB server runs as the mysql user when started as root, else as the caller.
+mysql_os_user() {
+  if [ "$(id -u)" -eq 0 ]; then echo mysql; else id -un; fi
+}
+
+mysql_running() { pid_alive "$stack_dir/mysql/mariadb.pid"; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -62,6 +74,13 @@ export ROTATION_PG_ADMIN_USER='rotation_admin'
 export ROTATION_PG_ADMIN_PASSWORD='$(cat "$stack_dir/pg/admin-password")'
 export ROTATION_PG_LOG='$stack_dir/pg/log/postgresql.log'
 export ROTATION_DB_CA_FILE='$stack_dir/tls/ca.pem'
+export ROTATION_MYSQL_HOST='127.0.0.1'
+export ROTATION_MYSQL_PORT='$mysql_port'
+export ROTATION_MYSQL_ADMIN_USER='rotation_admin'
+export ROTATION_MYSQL_ADMIN_PASSWORD='$(cat "$stack_dir/mysql/admin-password")'
+export ROTATION_MYSQL_LOG='$stack_dir/mysql/general.log'
+export ROTATION_DB_HOST_OVERRIDES='*.rds.amazonaws.com:5432=127.0.0.1:$pg_port,*.rds.amazonaws.com:3306=127.0.0.1:$mysql_port'
+export USERNAME_CHARACTER_LIMIT='32'
 ENV
 }
 
@@ -118,6 +137,37 @@ HBA
   log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port (TLS, scram-sha-256)"
 }
 
+start_mysql() {
+  if mysql_running; then log "MariaDB already runs on 127.0.0.1:$mysql_port"; return; fi
+  port_open "$mysql_port" && { log "port $mysql_port is taken by another process (set ROTATION_MYSQL_PORT)"; exit 1; }
+  local my="$stack_dir/mysql" user
+  user=$(mysql_os_user)
+  rm -rf "$my"
+  mkdir -p "$my/data"
+  head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$my/admin-password"
+  cp "$stack_dir/tls/server.pem" "$my/server.pem"
+  cp "$stack_dir/tls/server.key" "$my/server.key"
+  cp "$stack_dir/tls/ca.pem" "$my/ca.pem"
+  chmod 600 "$my/server.key"
+  [ "$(id -u)" -eq 0 ] && chown -R mysql: "$my"
+  mariadb-install-db --no-defaults --datadir="$my/data" --user="$user" \
+    --auth-root-authentication-method=socket --skip-test-db >"$my/install.log" 2>&1
+  setsid "$(command -v mariadbd || echo /usr/sbin/mariadbd)" --no-defaults --datadir="$my/data" --user="$user" \
+    --bind-address=127.0.0.1 --port="$mysql_port" --socket="$my/mariadb.sock" \
+    --pid-file="$my/mariadb.pid" --log-error="$my/error.log" \
+    --ssl-ca="$my/ca.pem" --ssl-cert="$my/server.pem" --ssl-key="$my/server.key" \
+    --general-log=1 --general-log-file="$my/general.log" \
+    --skip-name-resolve >/dev/null 2>&1 < /dev/null &
+  wait_for "MariaDB" "$mysql_port"
+  for _ in $(seq 50); do [ -S "$my/mariadb.sock" ] && break; sleep 0.1; done
+  mariadb --no-defaults -S "$my/mariadb.sock" -u root <<SQL
+CREATE USER 'rotation_admin'@'%' IDENTIFIED BY '$(cat "$my/admin-password")';
+GRANT ALL PRIVILEGES ON *.* TO 'rotation_admin'@'%' WITH GRANT OPTION;
+CREATE DATABASE rotation_test;
+SQL
+  log "MariaDB $("$(command -v mariadbd || echo /usr/sbin/mariadbd)" --version | awk '{print $3}') on 127.0.0.1:$mysql_port (TLS, password logins)"
+}
+
 start_moto() {
   if pid_alive "$stack_dir/moto.pid"; then log "moto already runs on 127.0.0.1:$moto_port"; return; fi
   port_open "$moto_port" && { log "port $moto_port is taken by another process (set ROTATION_MOTO_PORT)"; exit 1; }
@@ -127,6 +177,8 @@ start_moto() {
   log "moto server on 127.0.0.1:$moto_port"
 }
 
+# The functions exclude no character a password may hold (§ is in no character class, and
+# cargo lambda refuses an empty value), so every run exercises quoting of ' " \ : / @.
 start_lambda() {
   if pid_alive "$stack_dir/lambda.pid"; then log "cargo lambda watch already runs on 127.0.0.1:$lambda_port"; return; fi
   port_open "$lambda_port" && { log "port $lambda_port is taken by another process (set ROTATION_LAMBDA_PORT)"; exit 1; }
@@ -142,6 +194,10 @@ start_lambda() {
     --env-var "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY" \
     --env-var "AWS_REGION=$AWS_REGION" \
     --env-var "ROTATION_DB_CA_FILE=$ROTATION_DB_CA_FILE" \
+    --env-var "ROTATION_DB_HOST_OVERRIDES=$ROTATION_DB_HOST_OVERRIDES" \
+    --env-var "USERNAME_CHARACTER_LIMIT=$USERNAME_CHARACTER_LIMIT" \
+    --env-var "ROTATION_RDS_WAIT_SECONDS=30" \
+    --env-var "EXCLUDE_CHARACTERS=§" \
     --env-var "AWS_LAMBDA_LOG_LEVEL=$log_level" \
     >"$stack_dir/lambda.log" 2>&1 < /dev/null &
   echo $! > "$stack_dir/lambda.pid"
@@ -162,12 +218,13 @@ stop_pid() {
 case "${1:-}" in
   up)
     "$root/scripts/setup.sh"
-    if ! pg_running && ! pid_alive "$stack_dir/moto.pid" && ! pid_alive "$stack_dir/lambda.pid"; then
+    if ! pg_running && ! mysql_running && ! pid_alive "$stack_dir/moto.pid" && ! pid_alive "$stack_dir/lambda.pid"; then
       rm -rf "$stack_dir"
       mkdir -p "$stack_dir"
       make_tls
     fi
     start_postgres
+    start_mysql
     write_env
     start_moto
     start_lambda
@@ -176,15 +233,17 @@ case "${1:-}" in
     stop_pid "$stack_dir/lambda.pid"
     stop_pid "$stack_dir/moto.pid"
     if pg_running; then as_pg "$(pg_bin)/pg_ctl" -D "$stack_dir/pg/data" -m immediate -w stop >/dev/null; fi
+    stop_pid "$stack_dir/mysql/mariadb.pid"
     log "stopped (logs stay in $stack_dir)"
     ;;
   status)
     pg_running && echo "postgres: running on 127.0.0.1:$pg_port" || echo "postgres: stopped"
+    mysql_running && echo "mariadb: running on 127.0.0.1:$mysql_port" || echo "mariadb: stopped"
     pid_alive "$stack_dir/moto.pid" && echo "moto: running on 127.0.0.1:$moto_port" || echo "moto: stopped"
     pid_alive "$stack_dir/lambda.pid" && echo "cargo lambda watch: running on 127.0.0.1:$lambda_port" || echo "cargo lambda watch: stopped"
     ;;
   running)
-    pg_running && pid_alive "$stack_dir/moto.pid" && pid_alive "$stack_dir/lambda.pid"
+    pg_running && mysql_running && pid_alive "$stack_dir/moto.pid" && pid_alive "$stack_dir/lambda.pid"
     ;;
   env)
     cat "$stack_dir/env"

@@ -11,6 +11,69 @@ use crate::password::PasswordPolicy;
 pub const ENV_DB_CA_FILE: &str = "ROTATION_DB_CA_FILE";
 /// Environment variable: seconds allowed for one database connection (TCP, TLS and login).
 pub const ENV_DB_CONNECT_TIMEOUT: &str = "ROTATION_DB_CONNECT_TIMEOUT_SECONDS";
+/// Environment variable: where to connect instead of a secret's (or RDS's) endpoint, as
+/// `PATTERN:PORT=HOST:PORT` entries separated by commas; PATTERN may start with `*.` (for
+/// example a tunnel, or the local stack standing in for RDS).
+pub const ENV_DB_HOST_OVERRIDES: &str = "ROTATION_DB_HOST_OVERRIDES";
+/// Environment variable: the longest MySQL user name (AWS's templates: 16).
+pub const ENV_USERNAME_LIMIT: &str = "USERNAME_CHARACTER_LIMIT";
+/// Environment variable: seconds to wait for an RDS instance or cluster to be available again
+/// after its master password changed.
+pub const ENV_RDS_WAIT: &str = "ROTATION_RDS_WAIT_SECONDS";
+
+/// One entry of [`ENV_DB_HOST_OVERRIDES`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostOverride {
+    /// Host name, or `*.suffix`.
+    pub pattern: String,
+    /// Port the entry applies to.
+    pub port: u16,
+    /// Host to connect to instead.
+    pub to_host: String,
+    /// Port to connect to instead.
+    pub to_port: u16,
+}
+
+impl HostOverride {
+    fn matches(&self, host: &str, port: u16) -> bool {
+        port == self.port
+            && match self.pattern.strip_prefix('*') {
+                Some(suffix) => host.ends_with(suffix),
+                None => host == self.pattern,
+            }
+    }
+}
+
+fn parse_overrides(raw: &str) -> Result<Vec<HostOverride>> {
+    let bad = |entry: &str| {
+        RotationError::Config(format!(
+            "{ENV_DB_HOST_OVERRIDES}: entry {entry:?} is not PATTERN:PORT=HOST:PORT"
+        ))
+    };
+    let host_port = |text: &str, entry: &str| -> Result<(String, u16)> {
+        let (host, port) = text.rsplit_once(':').ok_or_else(|| bad(entry))?;
+        let port = port.parse::<u16>().map_err(|_| bad(entry))?;
+        if host.is_empty() {
+            return Err(bad(entry));
+        }
+        Ok((host.to_owned(), port))
+    };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            let (from, to) = entry.split_once('=').ok_or_else(|| bad(entry))?;
+            let (pattern, port) = host_port(from, entry)?;
+            let (to_host, to_port) = host_port(to, entry)?;
+            Ok(HostOverride {
+                pattern,
+                port,
+                to_host,
+                to_port,
+            })
+        })
+        .collect()
+}
 
 /// Everything a step needs to know that does not come from the event or the secret.
 #[derive(Debug, Clone)]
@@ -21,6 +84,12 @@ pub struct Config {
     pub db_ca_file: Option<PathBuf>,
     /// Bound on one database connection.
     pub db_connect_timeout: Duration,
+    /// Where to connect instead of an endpoint.
+    pub db_host_overrides: Vec<HostOverride>,
+    /// The longest MySQL user name.
+    pub mysql_username_limit: usize,
+    /// Bound on waiting for RDS to be available after a master password change.
+    pub rds_wait: Duration,
 }
 
 impl Config {
@@ -42,13 +111,59 @@ impl Config {
                 }
             },
         };
+        let number =
+            |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| -> Result<u64> {
+                match lookup(name) {
+                    None => Ok(default),
+                    Some(raw) => raw
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| range.contains(n))
+                        .ok_or_else(|| {
+                            RotationError::Config(format!(
+                                "{name} must be a whole number from {} to {}, got {raw:?}",
+                                range.start(),
+                                range.end()
+                            ))
+                        }),
+                }
+            };
         Ok(Config {
+            db_host_overrides: parse_overrides(&lookup(ENV_DB_HOST_OVERRIDES).unwrap_or_default())?,
+            mysql_username_limit: usize::try_from(number(ENV_USERNAME_LIMIT, 16, 1..=255)?)
+                .unwrap_or(16),
+            rds_wait: Duration::from_secs(number(ENV_RDS_WAIT, 600, 1..=3600)?),
             password: PasswordPolicy::from_lookup(&lookup)?,
             db_ca_file: lookup(ENV_DB_CA_FILE)
                 .filter(|p| !p.trim().is_empty())
                 .map(PathBuf::from),
             db_connect_timeout,
         })
+    }
+}
+
+impl Config {
+    /// The endpoint to connect to: `endpoint`, or where an override sends it.
+    pub fn endpoint_for(
+        &self,
+        endpoint: crate::providers::database_secret::Endpoint,
+    ) -> crate::providers::database_secret::Endpoint {
+        match self
+            .db_host_overrides
+            .iter()
+            .find(|o| o.matches(&endpoint.host, endpoint.port))
+        {
+            Some(o) => {
+                tracing::debug!(from = %endpoint.display(), to_host = %o.to_host, to_port = o.to_port, "endpoint overridden by {ENV_DB_HOST_OVERRIDES}");
+                crate::providers::database_secret::Endpoint {
+                    host: o.to_host.clone(),
+                    port: o.to_port,
+                    ..endpoint
+                }
+            }
+            None => endpoint,
+        }
     }
 }
 
@@ -70,6 +185,32 @@ mod tests {
         let config = Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(config.db_connect_timeout, Duration::from_secs(9));
         assert_eq!(config.db_ca_file.unwrap(), PathBuf::from("/tmp/ca.pem"));
+    }
+
+    #[test]
+    fn host_overrides_match_by_suffix_and_port() {
+        let config = Config::from_lookup(|k| {
+            (k == ENV_DB_HOST_OVERRIDES).then(|| {
+                "*.rds.amazonaws.com:5432=127.0.0.1:45432, db.internal:3306=10.0.0.1:3307".into()
+            })
+        })
+        .unwrap();
+        let endpoint = |host: &str, port| crate::providers::database_secret::Endpoint {
+            host: host.into(),
+            port,
+            dbname: None,
+            tls: crate::providers::database_secret::TlsMode::Verified,
+        };
+        let moved = config.endpoint_for(endpoint("x.aaaa.us-east-1.rds.amazonaws.com", 5432));
+        assert_eq!((moved.host.as_str(), moved.port), ("127.0.0.1", 45432));
+        let kept = config.endpoint_for(endpoint("x.aaaa.us-east-1.rds.amazonaws.com", 3306));
+        assert_eq!(kept.port, 3306);
+        let exact = config.endpoint_for(endpoint("db.internal", 3306));
+        assert_eq!((exact.host.as_str(), exact.port), ("10.0.0.1", 3307));
+        let err = Config::from_lookup(|k| (k == ENV_DB_HOST_OVERRIDES).then(|| "nonsense".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(ENV_DB_HOST_OVERRIDES), "{err}");
     }
 
     #[test]

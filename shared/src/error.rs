@@ -116,6 +116,14 @@ pub enum RotationError {
         /// The service's error, without secret values (Secrets Manager never echoes them).
         message: String,
     },
+    /// An RDS API call failed.
+    #[error("RDS {operation} failed: {message}")]
+    Rds {
+        /// The API operation.
+        operation: &'static str,
+        /// The service's error.
+        message: String,
+    },
     /// A database login or statement failed.
     #[error("{credential} credentials for user {user:?} on {endpoint}: {failure}: {detail}")]
     Database {
@@ -160,6 +168,7 @@ impl RotationError {
             RotationError::Config(_) => "Configuration",
             RotationError::SecretsManager { .. } => "SecretsManager",
             RotationError::Database { .. } => "Database",
+            RotationError::Rds { .. } => "Rds",
             RotationError::NoWorkingCredential { .. } => "NoWorkingCredential",
             RotationError::TestFailed(_) => "TestFailed",
         }

@@ -36,6 +36,8 @@ pub struct Engine {
 impl Engine {
     /// Builds the engine from the environment (AWS config chain and the function's variables).
     pub async fn from_env() -> Result<Self> {
+        // Every TLS client in the process (database drivers, the AWS SDK) uses aws-lc-rs.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let config = Config::from_env()?;
         let tls = crate::tls::client_config(config.db_ca_file.as_deref())?;
         let aws = aws_config::load_from_env().await;

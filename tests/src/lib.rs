@@ -5,4 +5,4 @@
 
 pub mod stack;
 
-pub use stack::{assert_finished_labels, assert_succeeded, Stack};
+pub use stack::{assert_finished_labels, assert_succeeded, Db, Role, Stack};

@@ -9,8 +9,10 @@ use postgres_protocol::escape::{escape_identifier, escape_literal};
 use rotation::error::Credential;
 use rotation::mode::{Mode, MODE_TAG};
 use rotation::password::PasswordPolicy;
-use rotation::providers::database_secret::TlsMode;
-use rotation::providers::postgres::{connect, Endpoint};
+use rotation::providers::database::Who;
+use rotation::providers::database_secret::{Endpoint, TlsMode};
+use rotation::providers::mysql;
+use rotation::providers::postgres::connect;
 use rotation::tls::ClientConfig;
 use rotation::RotationError;
 use secrecy::{ExposeSecret, SecretString};
@@ -19,6 +21,55 @@ use serde_json::{json, Value};
 use rotator::driver::{Functions, LocalDriver};
 use rotator::invoke::LambdaInvoker;
 use rotator::versions::{labels, Labels};
+
+/// The MariaDB database the stack creates for the tests.
+pub const MYSQL_DATABASE: &str = "rotation_test";
+
+/// The database servers of the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// PostgreSQL.
+    Postgres,
+    /// MariaDB (the `mysql` provider).
+    MariaDb,
+}
+
+impl Db {
+    /// Both servers.
+    pub const ALL: [Db; 2] = [Db::Postgres, Db::MariaDb];
+
+    /// A short prefix for user names.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Db::Postgres => "pg",
+            Db::MariaDb => "my",
+        }
+    }
+}
+
+/// What a test user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An application user.
+    App,
+    /// A master user that can create users and grant privileges.
+    Master,
+    /// An application user the server admits only over TLS.
+    TlsOnly,
+}
+
+/// Panics with the failing statement.
+trait UnwrapOrUnwind {
+    fn unwrap_or_unwind(self, sql: &str);
+}
+
+impl<E: std::fmt::Display> UnwrapOrUnwind for Result<(), E> {
+    fn unwrap_or_unwind(self, sql: &str) {
+        if let Err(e) = self {
+            panic!("admin SQL failed: {e}: {sql}");
+        }
+    }
+}
 
 /// The ARN moto's RotateSecret is given: no such function exists in moto, see [`Stack::enable_rotation`].
 pub const ROTATION_LAMBDA_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:rotate";
@@ -49,6 +100,16 @@ pub struct Stack {
     pub lambda_log: PathBuf,
     /// The PostgreSQL server log (log_statement = all).
     pub pg_log: PathBuf,
+    /// MariaDB host.
+    pub mysql_host: String,
+    /// MariaDB port.
+    pub mysql_port: u16,
+    mysql_admin_user: String,
+    mysql_admin_password: SecretString,
+    /// The MariaDB general query log.
+    pub mysql_log: PathBuf,
+    /// The stack's test CA file.
+    pub ca_file: PathBuf,
     /// TLS trusting the stack's test CA (what the functions get through ROTATION_DB_CA_FILE).
     pub tls: Arc<ClientConfig>,
 }
@@ -67,7 +128,15 @@ impl Stack {
             admin_password: SecretString::from(env("ROTATION_PG_ADMIN_PASSWORD")),
             lambda_log: PathBuf::from(env("ROTATION_LAMBDA_LOG")),
             pg_log: PathBuf::from(env("ROTATION_PG_LOG")),
+            mysql_host: env("ROTATION_MYSQL_HOST"),
+            mysql_port: env("ROTATION_MYSQL_PORT")
+                .parse()
+                .expect("ROTATION_MYSQL_PORT"),
+            mysql_admin_user: env("ROTATION_MYSQL_ADMIN_USER"),
+            mysql_admin_password: SecretString::from(env("ROTATION_MYSQL_ADMIN_PASSWORD")),
+            mysql_log: PathBuf::from(env("ROTATION_MYSQL_LOG")),
             tls: rotation::tls::client_config(Some(&ca)).expect("the stack's CA file"),
+            ca_file: ca,
         }
     }
 
@@ -93,12 +162,183 @@ impl Stack {
 
     /// The endpoint of the stack's PostgreSQL server, database `postgres`.
     pub fn endpoint(&self, tls: TlsMode) -> Endpoint {
-        Endpoint {
-            host: self.pg_host.clone(),
-            port: self.pg_port,
-            dbname: "postgres".into(),
-            tls,
+        self.db_endpoint(Db::Postgres, tls)
+    }
+
+    /// The endpoint of one of the stack's database servers.
+    pub fn db_endpoint(&self, db: Db, tls: TlsMode) -> Endpoint {
+        match db {
+            Db::Postgres => Endpoint {
+                host: self.pg_host.clone(),
+                port: self.pg_port,
+                dbname: Some("postgres".into()),
+                tls,
+            },
+            Db::MariaDb => Endpoint {
+                host: self.mysql_host.clone(),
+                port: self.mysql_port,
+                dbname: Some(MYSQL_DATABASE.into()),
+                tls,
+            },
         }
+    }
+
+    /// Logs in to MariaDB over verified TLS.
+    pub async fn mysql_login(
+        &self,
+        user: &str,
+        password: &SecretString,
+    ) -> Result<mysql::Session, RotationError> {
+        let who = Who {
+            credential: Credential::Current,
+            user: user.to_owned(),
+            endpoint: format!("{}:{}", self.mysql_host, self.mysql_port),
+        };
+        mysql::connect(
+            Some(&self.ca_file),
+            Duration::from_secs(10),
+            &self.db_endpoint(Db::MariaDb, TlsMode::Verified),
+            &who,
+            password,
+        )
+        .await
+    }
+
+    /// MariaDB's administrator credentials.
+    pub fn mysql_admin(&self) -> (String, SecretString) {
+        (
+            self.mysql_admin_user.clone(),
+            self.mysql_admin_password.clone(),
+        )
+    }
+
+    /// Runs SQL as MariaDB's administrator.
+    pub async fn mysql_admin_sql(&self, sql: &str) {
+        use mysql_async::prelude::Queryable;
+        let mut session = self
+            .mysql_login(&self.mysql_admin_user, &self.mysql_admin_password)
+            .await
+            .expect("MariaDB admin login");
+        session.conn().query_drop(sql).await.unwrap_or_unwind(sql);
+    }
+
+    /// Runs SQL as the administrator of `db`.
+    pub async fn db_admin_sql(&self, db: Db, sql: &str) {
+        match db {
+            Db::Postgres => self.admin_sql(sql).await,
+            Db::MariaDb => self.mysql_admin_sql(sql).await,
+        }
+    }
+
+    /// Creates a user of `db` with a random password (sent as a hash or verifier, never in
+    /// cleartext, so the server's logs never hold it) and returns the password.
+    pub async fn create_db_user(&self, db: Db, name: &str, role: Role) -> SecretString {
+        match db {
+            Db::Postgres => {
+                let options = match role {
+                    Role::App => "",
+                    Role::Master => "CREATEROLE",
+                    Role::TlsOnly => "IN ROLE tls_required",
+                };
+                self.create_user(name, options).await
+            }
+            Db::MariaDb => {
+                let password = Self::password();
+                let account = format!("{}@'%'", mysql::quote(name, false));
+                let hash = mysql::native_password_hash(&password);
+                let mut sql = format!("CREATE USER {account} IDENTIFIED BY PASSWORD '{hash}'");
+                if role == Role::TlsOnly {
+                    sql.push_str(" REQUIRE SSL");
+                }
+                sql.push_str(&match role {
+                    Role::Master => format!("; GRANT ALL PRIVILEGES ON *.* TO {account} WITH GRANT OPTION"),
+                    Role::App | Role::TlsOnly => {
+                        format!("; GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON `{MYSQL_DATABASE}`.* TO {account}")
+                    }
+                });
+                self.mysql_admin_sql(&sql).await;
+                password
+            }
+        }
+    }
+
+    /// Tries to log in to `db` over verified TLS.
+    pub async fn db_login(
+        &self,
+        db: Db,
+        user: &str,
+        password: &SecretString,
+    ) -> Result<(), RotationError> {
+        match db {
+            Db::Postgres => self.login(user, password).await.map(|_| ()),
+            Db::MariaDb => self.mysql_login(user, password).await.map(|_| ()),
+        }
+    }
+
+    /// Asserts that `user` logs in to `db` with `password`.
+    pub async fn assert_db_login(&self, db: Db, user: &str, password: &SecretString) {
+        if let Err(e) = self.db_login(db, user, password).await {
+            panic!("{db:?}: {user} should log in: {e}");
+        }
+    }
+
+    /// Asserts that `db` refuses `password` for `user` (authentication, not a network error).
+    pub async fn assert_db_refused(&self, db: Db, user: &str, password: &SecretString) {
+        match self.db_login(db, user, password).await {
+            Ok(()) => panic!("{db:?}: {user} logged in with a password that must no longer work"),
+            Err(e) => assert!(
+                e.is_authentication_failure(),
+                "{db:?}: {user}: expected an authentication failure, got {e}"
+            ),
+        }
+    }
+
+    /// The JSON of a secret for `user` on the stack's `db` server.
+    pub fn db_secret(&self, db: Db, user: &str, password: &SecretString) -> Value {
+        match db {
+            Db::Postgres => self.pg_secret(user, password),
+            Db::MariaDb => json!({
+                "engine": "mariadb",
+                "host": self.mysql_host,
+                "port": self.mysql_port,
+                "username": user,
+                "password": password.expose_secret(),
+                "dbname": MYSQL_DATABASE,
+            }),
+        }
+    }
+
+    /// A user of `db` and its secret, configured for the mode `functions` serve.
+    pub async fn db_user_with_secret(
+        &self,
+        db: Db,
+        prefix: &str,
+        functions: Functions,
+    ) -> (String, String, SecretString) {
+        let user = Self::unique(&format!("{}{prefix}", db.prefix()));
+        let password = self.create_db_user(db, &user, Role::App).await;
+        let arn = self
+            .create_rotating_secret(
+                &Self::unique(prefix),
+                &self.db_secret(db, &user, &password),
+                functions,
+            )
+            .await;
+        (arn, user, password)
+    }
+
+    /// A master user of `db` (CREATEROLE, or all privileges with grant option) and its secret,
+    /// RDS-managed style (only username and password) when `rds_managed`: the secret's ARN.
+    pub async fn master_secret(&self, db: Db, rds_managed: bool) -> (String, String, SecretString) {
+        let master = Self::unique(&format!("{}master", db.prefix()));
+        let password = self.create_db_user(db, &master, Role::Master).await;
+        let value = if rds_managed {
+            json!({"username": master, "password": password.expose_secret()})
+        } else {
+            self.db_secret(db, &master, &password)
+        };
+        let arn = self.create_secret(&Self::unique("master"), &value).await;
+        (arn, master, password)
     }
 
     /// Logs in as the cluster's superuser.

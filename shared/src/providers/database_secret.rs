@@ -21,6 +21,59 @@ pub enum TlsMode {
     Disabled,
 }
 
+/// How a database secret is rotated: the `strategy` field, or alternating users when the
+/// secret names a `masterarn`, else single-user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// The user changes its own password (single-phase).
+    SingleUser,
+    /// A master user alternates the secret between `user` and `user_clone` (dual-phase).
+    AlternatingUsers,
+    /// The RDS master user's password, changed through the RDS API (single-phase).
+    RdsMaster,
+}
+
+impl Strategy {
+    /// Name for reports, logs and the `strategy` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::SingleUser => "single-user",
+            Strategy::AlternatingUsers => "alternating-users",
+            Strategy::RdsMaster => "rds-master",
+        }
+    }
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Host name or IP address; the server certificate must name it.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Database to connect to, when the secret names one.
+    pub dbname: Option<String>,
+    /// TLS mode.
+    pub tls: TlsMode,
+}
+
+impl Endpoint {
+    /// The endpoint a database secret names.
+    pub fn of(secret: &DatabaseSecret) -> Self {
+        Endpoint {
+            host: secret.host.clone(),
+            port: secret.port,
+            dbname: secret.dbname.clone(),
+            tls: secret.tls,
+        }
+    }
+
+    /// `host:port`, for messages.
+    pub fn display(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
 /// A parsed database secret. Debug output never shows the password.
 #[derive(Clone)]
 pub struct DatabaseSecret {
@@ -40,6 +93,12 @@ pub struct DatabaseSecret {
     pub tls: TlsMode,
     /// `masterarn`: the master secret of the alternating-users strategy.
     pub masterarn: Option<String>,
+    /// The rotation strategy.
+    pub strategy: Strategy,
+    /// `dbInstanceIdentifier`, when given.
+    pub db_instance_identifier: Option<String>,
+    /// `dbClusterIdentifier`, when given.
+    pub db_cluster_identifier: Option<String>,
     /// Every field as read, password removed, to be carried into the next version.
     fields: Map<String, Value>,
 }
@@ -55,6 +114,7 @@ impl fmt::Debug for DatabaseSecret {
             .field("dbname", &self.dbname)
             .field("tls", &self.tls)
             .field("masterarn", &self.masterarn)
+            .field("strategy", &self.strategy)
             .field("other_fields", &self.fields.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -168,6 +228,36 @@ impl DatabaseSecret {
             Some(true) | None => TlsMode::Verified,
         };
         let masterarn = reader.optional_str("masterarn")?.map(str::to_owned);
+        let db_instance_identifier = reader
+            .optional_str("dbInstanceIdentifier")?
+            .map(str::to_owned);
+        let db_cluster_identifier = reader
+            .optional_str("dbClusterIdentifier")?
+            .map(str::to_owned);
+        let strategy = match (reader.optional_str("strategy")?, &masterarn) {
+            (None, None) => Strategy::SingleUser,
+            (None, Some(_)) => Strategy::AlternatingUsers,
+            (Some("single-user"), _) => Strategy::SingleUser,
+            (Some("alternating-users"), Some(_)) => Strategy::AlternatingUsers,
+            (Some("alternating-users"), None) => {
+                return Err(reader.error("masterarn", "is missing: the alternating-users strategy needs the master user's secret"))
+            }
+            (Some("rds-master"), _)
+                if db_instance_identifier.is_none() && db_cluster_identifier.is_none() =>
+            {
+                return Err(reader.error(
+                    "dbInstanceIdentifier",
+                    "is missing: the rds-master strategy needs dbInstanceIdentifier or dbClusterIdentifier",
+                ))
+            }
+            (Some("rds-master"), _) => Strategy::RdsMaster,
+            (Some(other), _) => {
+                return Err(reader.error(
+                    "strategy",
+                    format!("unsupported value {other:?}; expected single-user, alternating-users or rds-master"),
+                ))
+            }
+        };
         let mut fields = fields;
         fields.remove("password");
         Ok(DatabaseSecret {
@@ -179,6 +269,9 @@ impl DatabaseSecret {
             dbname,
             tls,
             masterarn,
+            strategy,
+            db_instance_identifier,
+            db_cluster_identifier,
             fields,
         })
     }

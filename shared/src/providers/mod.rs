@@ -5,8 +5,11 @@
 //! (createSecret), makes it valid in the target system (setSecret) and proves it works
 //! (testSecret).
 
+pub mod database;
 pub mod database_secret;
+pub mod mysql;
 pub mod postgres;
+pub mod rds;
 
 use std::sync::{Arc, Mutex};
 
@@ -15,10 +18,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use crate::config::Config;
+use crate::error::DbFailure;
 use crate::error::{Result, RotationError};
 use crate::event::json_type_name;
 use crate::report::Outcome;
-use crate::secrets_manager::{SecretMetadata, SecretsManager};
+use crate::secrets_manager::{SecretMetadata, SecretsManager, AWSCURRENT, AWSPENDING};
 
 /// What a provider may use during a step.
 pub struct StepContext<'a> {
@@ -53,7 +57,12 @@ impl StepContext<'_> {
 pub enum ProviderKind {
     /// PostgreSQL users (engines `postgres`, `aurora-postgresql`).
     Postgres,
+    /// MySQL and MariaDB users (engines `mysql`, `aurora-mysql`, `mariadb`).
+    MySql,
 }
+
+/// The database engines a secret's `engine` may name.
+pub const ENGINES: &str = "postgres, aurora-postgresql, mysql, aurora-mysql, mariadb";
 
 /// What a provider did, for the step's report.
 #[derive(Debug, Clone)]
@@ -86,26 +95,28 @@ impl ProviderKind {
         if let Some(provider) = field("provider")? {
             return match provider {
                 "postgres" => Ok(ProviderKind::Postgres),
+                "mysql" => Ok(ProviderKind::MySql),
                 other => Err(RotationError::invalid_secret(
                     secret,
                     version,
-                    format!("field `provider`: unsupported value {other:?}; expected postgres"),
+                    format!(
+                        "field `provider`: unsupported value {other:?}; expected postgres or mysql"
+                    ),
                 )),
             };
         }
         match field("engine")? {
             Some("postgres" | "aurora-postgresql") => Ok(ProviderKind::Postgres),
+            Some("mysql" | "aurora-mysql" | "mariadb") => Ok(ProviderKind::MySql),
             Some(other) => Err(RotationError::invalid_secret(
                 secret,
                 version,
-                format!(
-                    "field `engine`: unsupported value {other:?}; expected postgres or aurora-postgresql"
-                ),
+                format!("field `engine`: unsupported value {other:?}; expected {ENGINES}"),
             )),
             None => Err(RotationError::invalid_secret(
                 secret,
                 version,
-                "field `engine` is missing: name the database engine (postgres, aurora-postgresql)",
+                format!("field `engine` is missing: name the database engine ({ENGINES})"),
             )),
         }
     }
@@ -144,9 +155,13 @@ pub async fn create(
     ctx: &StepContext<'_>,
     current: &SecretString,
 ) -> Result<ProviderResult<SecretString>> {
-    let fields = parse_object(current, &ctx.secret.arn, crate::secrets_manager::AWSCURRENT)?;
-    match ProviderKind::of(&fields, &ctx.secret.arn, crate::secrets_manager::AWSCURRENT)? {
-        ProviderKind::Postgres => postgres::create(ctx, fields).await,
+    let fields = parse_object(current, &ctx.secret.arn, AWSCURRENT)?;
+    let fields = rds::with_discovered_endpoint(ctx, fields, AWSCURRENT).await?;
+    match ProviderKind::of(&fields, &ctx.secret.arn, AWSCURRENT)? {
+        ProviderKind::Postgres => {
+            Box::pin(database::create::<postgres::Postgres>(ctx, fields)).await
+        }
+        ProviderKind::MySql => Box::pin(database::create::<mysql::MySql>(ctx, fields)).await,
     }
 }
 
@@ -156,38 +171,65 @@ pub async fn set(
     current: &SecretString,
     pending: &SecretString,
 ) -> Result<ProviderResult<Outcome>> {
-    let pending = parse_object(pending, &ctx.secret.arn, crate::secrets_manager::AWSPENDING)?;
-    let current = parse_object(current, &ctx.secret.arn, crate::secrets_manager::AWSCURRENT)?;
-    let kind = ProviderKind::of(
-        &pending,
-        &ctx.secret.arn,
-        crate::secrets_manager::AWSPENDING,
-    )?;
-    let current_kind = ProviderKind::of(
-        &current,
-        &ctx.secret.arn,
-        crate::secrets_manager::AWSCURRENT,
-    )?;
-    if kind != current_kind {
+    let pending = parse_object(pending, &ctx.secret.arn, AWSPENDING)?;
+    let pending = rds::with_discovered_endpoint(ctx, pending, AWSPENDING).await?;
+    let current = parse_object(current, &ctx.secret.arn, AWSCURRENT)?;
+    let current = rds::with_discovered_endpoint(ctx, current, AWSCURRENT).await?;
+    let kind = ProviderKind::of(&pending, &ctx.secret.arn, AWSPENDING)?;
+    if kind != ProviderKind::of(&current, &ctx.secret.arn, AWSCURRENT)? {
         return Err(RotationError::invalid_secret(
             &ctx.secret.arn,
-            crate::secrets_manager::AWSPENDING,
+            AWSPENDING,
             "the pending version names another provider than the current version",
         ));
     }
     match kind {
-        ProviderKind::Postgres => postgres::set(ctx, current, pending).await,
+        ProviderKind::Postgres => {
+            Box::pin(database::set::<postgres::Postgres>(ctx, current, pending)).await
+        }
+        ProviderKind::MySql => Box::pin(database::set::<mysql::MySql>(ctx, current, pending)).await,
     }
 }
 
 /// testSecret: the provider proves the pending credentials work.
 pub async fn test(ctx: &StepContext<'_>, pending: &SecretString) -> Result<ProviderResult<()>> {
-    let pending = parse_object(pending, &ctx.secret.arn, crate::secrets_manager::AWSPENDING)?;
-    match ProviderKind::of(
-        &pending,
-        &ctx.secret.arn,
-        crate::secrets_manager::AWSPENDING,
-    )? {
-        ProviderKind::Postgres => postgres::test(ctx, pending).await,
+    let pending = parse_object(pending, &ctx.secret.arn, AWSPENDING)?;
+    let pending = rds::with_discovered_endpoint(ctx, pending, AWSPENDING).await?;
+    match ProviderKind::of(&pending, &ctx.secret.arn, AWSPENDING)? {
+        ProviderKind::Postgres => {
+            Box::pin(database::test::<postgres::Postgres>(ctx, pending)).await
+        }
+        ProviderKind::MySql => Box::pin(database::test::<mysql::MySql>(ctx, pending)).await,
     }
+}
+
+/// Sorts a driver's error message into TLS, authentication or network failures (for errors
+/// that carry no server error code).
+pub fn classify_message(message: &str) -> DbFailure {
+    let text = message.to_ascii_lowercase();
+    if text.contains("tls") || text.contains("certificate") || text.contains("ssl") {
+        DbFailure::Tls
+    } else if text.contains("password")
+        || text.contains("authentication")
+        || text.contains("access denied")
+    {
+        DbFailure::Authentication
+    } else {
+        DbFailure::Network
+    }
+}
+
+/// An error's message followed by its causes, each once (drivers never echo passwords).
+pub fn describe_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -1,0 +1,439 @@
+//! The rotation flow every database provider shares; a [`Database`] supplies the engine's
+//! login and SQL.
+//!
+//! Strategies: single-user (the user changes its own password, logging in with AWSCURRENT,
+//! else AWSPREVIOUS), alternating users (a master user alternates the secret between `user`
+//! and `user_clone`: dual-phase), and RDS master (the master user's password is changed through
+//! the RDS API: single-phase).
+
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+
+use super::database_secret::{DatabaseSecret, Endpoint, MasterSecret, Strategy, TlsMode};
+use super::{parse_object, rds, ProviderResult, StepContext};
+use crate::error::{Credential, DbFailure, Result, RotationError};
+use crate::report::Outcome;
+use crate::secrets_manager::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+
+/// The suffix that names the alternate user, as in AWS's templates.
+pub const CLONE_SUFFIX: &str = "_clone";
+
+/// Who a session is, for error messages.
+#[derive(Debug, Clone)]
+pub struct Who {
+    /// The credential used to log in.
+    pub credential: Credential,
+    /// The user name.
+    pub user: String,
+    /// host:port.
+    pub endpoint: String,
+}
+
+impl Who {
+    /// A database error of this session.
+    pub fn error(&self, failure: DbFailure, detail: String) -> RotationError {
+        RotationError::Database {
+            credential: self.credential,
+            user: self.user.clone(),
+            endpoint: self.endpoint.clone(),
+            failure,
+            detail,
+        }
+    }
+}
+
+/// One database engine: how to log in and which SQL changes passwords.
+#[allow(async_fn_in_trait)]
+pub trait Database {
+    /// A logged-in session.
+    type Session;
+    /// Provider name in reports and logs.
+    const PROVIDER: &'static str;
+    /// The engine's default port.
+    const DEFAULT_PORT: u16;
+
+    /// The longest user name the engine (as configured) accepts, in characters.
+    fn max_username_len(ctx: &StepContext<'_>) -> usize;
+
+    /// Logs in, bounded by the configured timeout.
+    async fn connect(
+        ctx: &StepContext<'_>,
+        endpoint: &Endpoint,
+        who: &Who,
+        password: &SecretString,
+    ) -> Result<Self::Session>;
+
+    /// Logged in as `who`, changes its own password.
+    async fn set_own_password(
+        session: &mut Self::Session,
+        who: &Who,
+        password: &SecretString,
+    ) -> Result<()>;
+
+    /// Logged in as the master (`who`): makes `pending_user` exist with the privileges of
+    /// `current_user` and sets its password.
+    async fn set_alternate_password(
+        session: &mut Self::Session,
+        who: &Who,
+        current_user: &str,
+        pending_user: &str,
+        password: &SecretString,
+    ) -> Result<()>;
+
+    /// A query that proves the session works.
+    async fn probe(session: &mut Self::Session, who: &Who) -> Result<()>;
+}
+
+/// The user an alternating rotation switches to: the `_clone` suffix added or removed.
+pub fn alternate_username(username: &str) -> String {
+    match username.strip_suffix(CLONE_SUFFIX) {
+        Some(base) if !base.is_empty() => base.to_owned(),
+        _ => format!("{username}{CLONE_SUFFIX}"),
+    }
+}
+
+/// The original user of an alternating pair (the name without `_clone`).
+pub fn base_username(username: &str) -> &str {
+    match username.strip_suffix(CLONE_SUFFIX) {
+        Some(base) if !base.is_empty() => base,
+        _ => username,
+    }
+}
+
+fn check_username<D: Database>(ctx: &StepContext<'_>, name: &str, version: &str) -> Result<()> {
+    let limit = D::max_username_len(ctx);
+    let len = name.chars().count();
+    if len > limit {
+        return Err(RotationError::invalid_secret(
+            &ctx.secret.arn,
+            version,
+            format!(
+                "field `username`: the user name {name:?} is {len} characters; {} allows {limit} here",
+                D::PROVIDER
+            ),
+        ));
+    }
+    if name.contains('\0') {
+        return Err(RotationError::invalid_secret(
+            &ctx.secret.arn,
+            version,
+            "field `username`: contains a NUL character",
+        ));
+    }
+    Ok(())
+}
+
+fn warn_if_plaintext(ctx: &StepContext<'_>, secret: &DatabaseSecret) {
+    if secret.tls == TlsMode::Disabled {
+        ctx.warn(format!(
+            "TLS to {} is turned off by the secret (\"ssl\": false): credentials cross the network unencrypted",
+            secret.endpoint()
+        ));
+    }
+}
+
+/// Writes must go to the writer: an Aurora reader endpoint cannot change a password.
+fn refuse_reader_endpoint(
+    ctx: &StepContext<'_>,
+    secret: &DatabaseSecret,
+    version: &str,
+) -> Result<()> {
+    if secret.host.contains(".cluster-ro-") {
+        return Err(RotationError::invalid_secret(
+            &ctx.secret.arn,
+            version,
+            format!(
+                "field `host`: {} is an Aurora cluster reader endpoint; rotation writes, so give the cluster (writer) endpoint",
+                secret.host
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn who(credential: Credential, user: &str, endpoint: &Endpoint) -> Who {
+    Who {
+        credential,
+        user: user.to_owned(),
+        endpoint: endpoint.display(),
+    }
+}
+
+/// Logs in as `user` at the secret's endpoint (after any configured host override).
+async fn login<D: Database>(
+    ctx: &StepContext<'_>,
+    secret: &DatabaseSecret,
+    user: &str,
+    password: &SecretString,
+    credential: Credential,
+) -> Result<D::Session> {
+    let endpoint = ctx.config.endpoint_for(Endpoint::of(secret));
+    D::connect(ctx, &endpoint, &who(credential, user, &endpoint), password).await
+}
+
+/// createSecret: the next version with a new password (and, alternating, the other user).
+pub async fn create<D: Database>(
+    ctx: &StepContext<'_>,
+    fields: Map<String, Value>,
+) -> Result<ProviderResult<SecretString>> {
+    let arn = &ctx.secret.arn;
+    let current = DatabaseSecret::parse(fields, arn, AWSCURRENT, D::DEFAULT_PORT)?;
+    refuse_reader_endpoint(ctx, &current, AWSCURRENT)?;
+    check_username::<D>(ctx, &current.username, AWSCURRENT)?;
+    let username = match current.strategy {
+        Strategy::SingleUser | Strategy::RdsMaster => current.username.clone(),
+        Strategy::AlternatingUsers => {
+            if current.masterarn.as_deref() == Some(arn.as_str()) {
+                return Err(RotationError::invalid_secret(
+                    arn,
+                    AWSCURRENT,
+                    "field `masterarn`: names the secret being rotated; it must name the master user's secret",
+                ));
+            }
+            alternate_username(&current.username)
+        }
+    };
+    check_username::<D>(ctx, &username, AWSCURRENT)?;
+    warn_if_plaintext(ctx, &current);
+    let password = ctx.config.password.generate()?;
+    Ok(ProviderResult {
+        provider: D::PROVIDER,
+        strategy: current.strategy.as_str(),
+        value: current.next_version(&username, &password),
+    })
+}
+
+/// Refuses a pending version that would send the rotation somewhere the current one does not.
+fn check_consistent(current: &DatabaseSecret, pending: &DatabaseSecret, arn: &str) -> Result<()> {
+    let mismatch = |field: &str| {
+        RotationError::invalid_secret(
+            arn,
+            AWSPENDING,
+            format!("field `{field}` differs from the AWSCURRENT version; refusing to rotate"),
+        )
+    };
+    if pending.host != current.host {
+        return Err(mismatch("host"));
+    }
+    if pending.port != current.port {
+        return Err(mismatch("port"));
+    }
+    if pending.masterarn != current.masterarn {
+        return Err(mismatch("masterarn"));
+    }
+    if pending.strategy != current.strategy {
+        return Err(mismatch("strategy"));
+    }
+    let user_ok = match current.strategy {
+        Strategy::SingleUser | Strategy::RdsMaster => pending.username == current.username,
+        Strategy::AlternatingUsers => {
+            base_username(&pending.username) == base_username(&current.username)
+        }
+    };
+    if !user_ok {
+        return Err(mismatch("username"));
+    }
+    Ok(())
+}
+
+/// setSecret: makes the pending password valid, unless it already is.
+pub async fn set<D: Database>(
+    ctx: &StepContext<'_>,
+    current: Map<String, Value>,
+    pending: Map<String, Value>,
+) -> Result<ProviderResult<Outcome>> {
+    let arn = &ctx.secret.arn;
+    let current = DatabaseSecret::parse(current, arn, AWSCURRENT, D::DEFAULT_PORT)?;
+    let pending = DatabaseSecret::parse(pending, arn, AWSPENDING, D::DEFAULT_PORT)?;
+    check_consistent(&current, &pending, arn)?;
+    refuse_reader_endpoint(ctx, &pending, AWSPENDING)?;
+    check_username::<D>(ctx, &pending.username, AWSPENDING)?;
+    warn_if_plaintext(ctx, &pending);
+    let result = |outcome| ProviderResult {
+        provider: D::PROVIDER,
+        strategy: current.strategy.as_str(),
+        value: outcome,
+    };
+    match login::<D>(
+        ctx,
+        &pending,
+        &pending.username,
+        &pending.password,
+        Credential::Pending,
+    )
+    .await
+    {
+        Ok(_) => return Ok(result(Outcome::AlreadyDone)),
+        Err(e) if e.is_authentication_failure() => {}
+        Err(e) => return Err(e),
+    }
+    match current.strategy {
+        Strategy::SingleUser => {
+            let (mut session, who) = login_current_or_previous::<D>(ctx, &current).await?;
+            D::set_own_password(&mut session, &who, &pending.password).await?;
+        }
+        Strategy::AlternatingUsers => {
+            let (mut session, who) = login_master::<D>(ctx, &current).await?;
+            D::set_alternate_password(
+                &mut session,
+                &who,
+                &current.username,
+                &pending.username,
+                &pending.password,
+            )
+            .await?;
+        }
+        Strategy::RdsMaster => {
+            rds::set_master_password(ctx, &current, &pending.password).await?;
+        }
+    }
+    Ok(result(Outcome::Done))
+}
+
+/// Logs in with AWSCURRENT, or with AWSPREVIOUS when the current password is refused (a
+/// rotation that set the password and crashed before finishSecret leaves it so).
+async fn login_current_or_previous<D: Database>(
+    ctx: &StepContext<'_>,
+    current: &DatabaseSecret,
+) -> Result<(D::Session, Who)> {
+    let endpoint = ctx.config.endpoint_for(Endpoint::of(current));
+    let as_current = who(Credential::Current, &current.username, &endpoint);
+    let current_error = match D::connect(ctx, &endpoint, &as_current, &current.password).await {
+        Ok(session) => return Ok((session, as_current)),
+        Err(e) if e.is_authentication_failure() => e,
+        Err(e) => return Err(e),
+    };
+    let no_previous = |why: String| RotationError::NoWorkingCredential {
+        endpoint: endpoint.display(),
+        user: current.username.clone(),
+        current: current_error.to_string(),
+        previous: why,
+    };
+    let arn = &ctx.secret.arn;
+    let Some(raw) = ctx
+        .secrets_manager
+        .get_value(arn, None, AWSPREVIOUS)
+        .await?
+    else {
+        return Err(no_previous("there is no AWSPREVIOUS version".into()));
+    };
+    let previous = DatabaseSecret::parse(
+        rds::with_discovered_endpoint(ctx, parse_object(&raw, arn, AWSPREVIOUS)?, AWSPREVIOUS)
+            .await?,
+        arn,
+        AWSPREVIOUS,
+        D::DEFAULT_PORT,
+    )?;
+    if previous.username != current.username || previous.host != current.host {
+        return Err(no_previous(
+            "the AWSPREVIOUS version names another user or host".into(),
+        ));
+    }
+    let as_previous = who(Credential::Previous, &previous.username, &endpoint);
+    match D::connect(ctx, &endpoint, &as_previous, &previous.password).await {
+        Ok(session) => Ok((session, as_previous)),
+        Err(e) => Err(no_previous(e.to_string())),
+    }
+}
+
+/// Logs in as the master user the secret's `masterarn` names. A master secret without an
+/// endpoint (RDS-managed: only username and password) is reached through its RDS tags, else
+/// at this secret's endpoint.
+async fn login_master<D: Database>(
+    ctx: &StepContext<'_>,
+    current: &DatabaseSecret,
+) -> Result<(D::Session, Who)> {
+    let masterarn = current.masterarn.as_deref().unwrap_or_default();
+    let raw = ctx
+        .secrets_manager
+        .require_value(masterarn, None, AWSCURRENT)
+        .await?;
+    let master = MasterSecret::parse(
+        &parse_object(&raw, masterarn, "master secret AWSCURRENT")?,
+        masterarn,
+    )?;
+    let mut endpoint = Endpoint::of(current);
+    match (&master.host, master.port) {
+        (Some(host), port) => {
+            endpoint.host = host.clone();
+            endpoint.port = port.unwrap_or(endpoint.port);
+        }
+        (None, _) => {
+            if let Some((host, port)) = rds::managed_master_endpoint(ctx, masterarn).await? {
+                endpoint.host = host;
+                endpoint.port = port;
+            }
+        }
+    }
+    let endpoint = ctx.config.endpoint_for(endpoint);
+    let as_master = who(Credential::Master, &master.username, &endpoint);
+    let session = D::connect(ctx, &endpoint, &as_master, &master.password).await?;
+    Ok((session, as_master))
+}
+
+/// testSecret: logs in with the pending credentials and runs a query.
+pub async fn test<D: Database>(
+    ctx: &StepContext<'_>,
+    fields: Map<String, Value>,
+) -> Result<ProviderResult<()>> {
+    let arn = &ctx.secret.arn;
+    let pending = DatabaseSecret::parse(fields, arn, AWSPENDING, D::DEFAULT_PORT)?;
+    warn_if_plaintext(ctx, &pending);
+    let endpoint = ctx.config.endpoint_for(Endpoint::of(&pending));
+    let as_pending = who(Credential::Pending, &pending.username, &endpoint);
+    let mut session = D::connect(ctx, &endpoint, &as_pending, &pending.password).await?;
+    D::probe(&mut session, &as_pending).await?;
+    Ok(ProviderResult {
+        provider: D::PROVIDER,
+        strategy: pending.strategy.as_str(),
+        value: (),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(value: serde_json::Value) -> DatabaseSecret {
+        DatabaseSecret::parse(value.as_object().unwrap().clone(), "s", AWSPENDING, 5432).unwrap()
+    }
+
+    #[test]
+    fn alternate_names_toggle_the_clone_suffix() {
+        assert_eq!(alternate_username("app"), "app_clone");
+        assert_eq!(alternate_username("app_clone"), "app");
+        assert_eq!(alternate_username("_clone"), "_clone_clone");
+        assert_eq!(base_username("app_clone"), "app");
+        assert_eq!(base_username("app"), "app");
+    }
+
+    #[test]
+    fn a_pending_version_pointing_elsewhere_is_refused() {
+        let base = serde_json::json!({"engine": "postgres", "host": "db", "username": "app", "password": "p"});
+        let current = secret(base.clone());
+        for (field, value) in [
+            ("host", serde_json::json!("evil.example")),
+            ("port", serde_json::json!(6543)),
+            ("username", serde_json::json!("postgres")),
+            ("masterarn", serde_json::json!("arn:master")),
+        ] {
+            let mut pending = base.clone();
+            pending[field] = value;
+            let err = check_consistent(&current, &secret(pending), "s")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("`{field}`")), "{err}");
+        }
+        check_consistent(&current, &secret(base.clone()), "s").unwrap();
+
+        let mut alternating = base.clone();
+        alternating["masterarn"] = serde_json::json!("arn:master");
+        let current = secret(alternating.clone());
+        let mut clone = alternating.clone();
+        clone["username"] = serde_json::json!("app_clone");
+        check_consistent(&current, &secret(clone), "s").unwrap();
+        let mut other = alternating;
+        other["username"] = serde_json::json!("other_clone");
+        assert!(check_consistent(&current, &secret(other), "s").is_err());
+    }
+}

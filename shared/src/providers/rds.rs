@@ -1,0 +1,256 @@
+//! Amazon RDS: endpoint discovery from `dbInstanceIdentifier` / `dbClusterIdentifier`, the
+//! endpoint of an RDS-managed master secret (found through its `aws:rds:*` tags), and master
+//! password changes through the RDS API.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_rds::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+
+use super::database_secret::{DatabaseSecret, FieldReader};
+use super::StepContext;
+use crate::error::{Result, RotationError};
+
+/// Tag RDS puts on a master secret it manages for a DB instance.
+pub const TAG_PRIMARY_INSTANCE: &str = "aws:rds:primarydbinstancearn";
+/// Tag RDS puts on a master secret it manages for a DB cluster.
+pub const TAG_PRIMARY_CLUSTER: &str = "aws:rds:primarydbclusterarn";
+
+fn rds_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> RotationError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let message = match &err {
+        SdkError::ServiceError(service) => format!(
+            "{}: {}",
+            service.err().code().unwrap_or("ServiceError"),
+            service.err().message().unwrap_or("no message")
+        ),
+        other => DisplayErrorContext(other).to_string(),
+    };
+    RotationError::Rds { operation, message }
+}
+
+/// What RDS says about where a database listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    /// The writer endpoint's host.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// The engine, in the secret's vocabulary (postgres, mysql, ...).
+    pub engine: Option<String>,
+    /// The instance or cluster status.
+    pub status: Option<String>,
+}
+
+/// Maps RDS engine names to the secret's `engine` values.
+fn secret_engine(rds_engine: &str) -> String {
+    match rds_engine {
+        "aurora" => "aurora-mysql".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// The identifier in an RDS ARN (`arn:aws:rds:region:account:db:NAME` or `...:cluster:NAME`),
+/// or the input when it is not an ARN.
+pub fn identifier_of(arn_or_id: &str) -> &str {
+    if arn_or_id.starts_with("arn:") {
+        arn_or_id.rsplit(':').next().unwrap_or(arn_or_id)
+    } else {
+        arn_or_id
+    }
+}
+
+/// DescribeDBInstances for one instance.
+pub async fn describe_instance(ctx: &StepContext<'_>, id: &str) -> Result<Discovered> {
+    let client = aws_sdk_rds::Client::new(ctx.aws);
+    let out = client
+        .describe_db_instances()
+        .db_instance_identifier(identifier_of(id))
+        .send()
+        .await
+        .map_err(|e| rds_error("DescribeDBInstances", e))?;
+    let instance = out
+        .db_instances()
+        .first()
+        .ok_or_else(|| RotationError::Rds {
+            operation: "DescribeDBInstances",
+            message: format!("no DB instance {id}"),
+        })?;
+    let endpoint = instance.endpoint().ok_or_else(|| RotationError::Rds {
+        operation: "DescribeDBInstances",
+        message: format!("DB instance {id} has no endpoint yet"),
+    })?;
+    Ok(Discovered {
+        host: endpoint.address().unwrap_or_default().to_owned(),
+        port: endpoint
+            .port()
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or_default(),
+        engine: instance.engine().map(secret_engine),
+        status: instance.db_instance_status().map(str::to_owned),
+    })
+}
+
+/// DescribeDBClusters for one cluster: its writer endpoint.
+pub async fn describe_cluster(ctx: &StepContext<'_>, id: &str) -> Result<Discovered> {
+    let client = aws_sdk_rds::Client::new(ctx.aws);
+    let out = client
+        .describe_db_clusters()
+        .db_cluster_identifier(identifier_of(id))
+        .send()
+        .await
+        .map_err(|e| rds_error("DescribeDBClusters", e))?;
+    let cluster = out
+        .db_clusters()
+        .first()
+        .ok_or_else(|| RotationError::Rds {
+            operation: "DescribeDBClusters",
+            message: format!("no DB cluster {id}"),
+        })?;
+    Ok(Discovered {
+        host: cluster.endpoint().unwrap_or_default().to_owned(),
+        port: cluster
+            .port()
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or_default(),
+        engine: cluster.engine().map(secret_engine),
+        status: cluster.status().map(str::to_owned),
+    })
+}
+
+/// A secret that names an RDS instance or cluster but no `host` gets host, port and (when
+/// absent) engine from RDS. The discovered values are used for this step only; the secret's
+/// versions keep what the user wrote.
+pub async fn with_discovered_endpoint(
+    ctx: &StepContext<'_>,
+    mut fields: Map<String, Value>,
+    version: &str,
+) -> Result<Map<String, Value>> {
+    let reader = FieldReader::new(&fields, &ctx.secret.arn, version);
+    if reader.optional_str("host")?.is_some() {
+        return Ok(fields);
+    }
+    let discovered = match (
+        reader.optional_str("dbClusterIdentifier")?,
+        reader.optional_str("dbInstanceIdentifier")?,
+    ) {
+        (Some(cluster), _) => describe_cluster(ctx, cluster).await?,
+        (None, Some(instance)) => describe_instance(ctx, instance).await?,
+        (None, None) => return Ok(fields),
+    };
+    if discovered.host.is_empty() {
+        return Err(RotationError::Rds {
+            operation: "Describe",
+            message: "RDS answered without an endpoint address".into(),
+        });
+    }
+    tracing::debug!(host = %discovered.host, port = discovered.port, "endpoint discovered through RDS");
+    fields.insert("host".into(), Value::String(discovered.host));
+    if !fields.contains_key("port") && discovered.port > 0 {
+        fields.insert("port".into(), Value::from(discovered.port));
+    }
+    if let (false, Some(engine)) = (fields.contains_key("engine"), discovered.engine) {
+        fields.insert("engine".into(), Value::String(engine));
+    }
+    Ok(fields)
+}
+
+/// The endpoint of an RDS-managed master secret (one that holds only username and password),
+/// from the instance or cluster its `aws:rds:primary*arn` tag names. None when the secret has
+/// no such tag.
+pub async fn managed_master_endpoint(
+    ctx: &StepContext<'_>,
+    masterarn: &str,
+) -> Result<Option<(String, u16)>> {
+    let master = ctx.secrets_manager.describe(masterarn).await?;
+    let discovered = if let Some(cluster) = master.tags.get(TAG_PRIMARY_CLUSTER) {
+        describe_cluster(ctx, cluster).await?
+    } else if let Some(instance) = master.tags.get(TAG_PRIMARY_INSTANCE) {
+        describe_instance(ctx, instance).await?
+    } else {
+        return Ok(None);
+    };
+    Ok(Some((discovered.host, discovered.port)))
+}
+
+/// Changes the master user's password through ModifyDBCluster / ModifyDBInstance
+/// (ApplyImmediately), then waits, bounded, until RDS reports the database available again.
+pub async fn set_master_password(
+    ctx: &StepContext<'_>,
+    secret: &DatabaseSecret,
+    password: &SecretString,
+) -> Result<()> {
+    let client = aws_sdk_rds::Client::new(ctx.aws);
+    let cluster = secret.db_cluster_identifier.as_deref();
+    let instance = secret.db_instance_identifier.as_deref();
+    match (cluster, instance) {
+        (Some(cluster), _) => {
+            client
+                .modify_db_cluster()
+                .db_cluster_identifier(identifier_of(cluster))
+                .master_user_password(password.expose_secret())
+                .apply_immediately(true)
+                .send()
+                .await
+                .map_err(|e| rds_error("ModifyDBCluster", e))?;
+        }
+        (None, Some(instance)) => {
+            client
+                .modify_db_instance()
+                .db_instance_identifier(identifier_of(instance))
+                .master_user_password(password.expose_secret())
+                .apply_immediately(true)
+                .send()
+                .await
+                .map_err(|e| rds_error("ModifyDBInstance", e))?;
+        }
+        (None, None) => {
+            return Err(RotationError::invalid_secret(
+                &ctx.secret.arn,
+                crate::secrets_manager::AWSCURRENT,
+                "field `dbInstanceIdentifier` is missing: the rds-master strategy needs dbInstanceIdentifier or dbClusterIdentifier",
+            ))
+        }
+    }
+    let deadline = Instant::now() + ctx.config.rds_wait;
+    loop {
+        let status = match (cluster, instance) {
+            (Some(cluster), _) => describe_cluster(ctx, cluster).await?.status,
+            (None, Some(instance)) => describe_instance(ctx, instance).await?.status,
+            (None, None) => None,
+        };
+        if status.as_deref() == Some("available") {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(RotationError::Rds {
+                operation: "wait for available",
+                message: format!(
+                    "still {} after {} s ({} bounds the wait)",
+                    status.as_deref().unwrap_or("without status"),
+                    ctx.config.rds_wait.as_secs(),
+                    crate::config::ENV_RDS_WAIT
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(5).min(ctx.config.rds_wait)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_come_out_of_arns() {
+        assert_eq!(identifier_of("arn:aws:rds:us-east-1:1:db:main"), "main");
+        assert_eq!(identifier_of("arn:aws:rds:us-east-1:1:cluster:c1"), "c1");
+        assert_eq!(identifier_of("main"), "main");
+        assert_eq!(secret_engine("aurora"), "aurora-mysql");
+        assert_eq!(secret_engine("aurora-postgresql"), "aurora-postgresql");
+    }
+}
