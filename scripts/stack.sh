@@ -20,6 +20,7 @@ moto_port=${ROTATION_MOTO_PORT:-45001}
 pg_port=${ROTATION_PG_PORT:-45432}
 lambda_port=${ROTATION_LAMBDA_PORT:-49001}
 mysql_port=${ROTATION_MYSQL_PORT:-43306}
+rds_port=${ROTATION_RDS_RECORDER_PORT:-$((moto_port + 1))}
 log_level=${ROTATION_FUNCTION_LOG_LEVEL:-debug}
 venv="$root/.venv"
 log() { printf '[stack] %s\n' "$*" >&2; }
@@ -79,8 +80,10 @@ export ROTATION_MYSQL_PORT='$mysql_port'
 export ROTATION_MYSQL_ADMIN_USER='rotation_admin'
 export ROTATION_MYSQL_ADMIN_PASSWORD='$(cat "$stack_dir/mysql/admin-password")'
 export ROTATION_MYSQL_LOG='$stack_dir/mysql/general.log'
-export ROTATION_DB_HOST_OVERRIDES='*.rds.amazonaws.com:5432=127.0.0.1:$pg_port,*.rds.amazonaws.com:3306=127.0.0.1:$mysql_port'
+export ROTATION_DB_HOST_OVERRIDES='*.rds.amazonaws.com:5432=127.0.0.1:$pg_port;*.rds.amazonaws.com:3306=127.0.0.1:$mysql_port'
 export USERNAME_CHARACTER_LIMIT='32'
+export ROTATION_RDS_ENDPOINT='http://127.0.0.1:$rds_port'
+export ROTATION_RDS_RECORD='$stack_dir/rds-requests.jsonl'
 ENV
 }
 
@@ -174,7 +177,11 @@ start_moto() {
   setsid "$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$stack_dir/moto.log" 2>&1 < /dev/null &
   echo $! > "$stack_dir/moto.pid"
   wait_for "moto" "$moto_port"
-  log "moto server on 127.0.0.1:$moto_port"
+  setsid "$venv/bin/python" "$root/scripts/rds-recorder.py" "$rds_port" "http://127.0.0.1:$moto_port" \
+    "$stack_dir/rds-requests.jsonl" >"$stack_dir/rds-recorder.log" 2>&1 < /dev/null &
+  echo $! > "$stack_dir/rds-recorder.pid"
+  wait_for "the RDS recorder" "$rds_port"
+  log "moto server on 127.0.0.1:$moto_port (RDS calls recorded through 127.0.0.1:$rds_port)"
 }
 
 # The functions exclude no character a password may hold (§ is in no character class, and
@@ -190,6 +197,7 @@ start_lambda() {
   PATH="$venv/bin:$PATH" setsid "$venv/bin/cargo-lambda" lambda watch \
     -A 127.0.0.1 -P "$lambda_port" --ignore-changes --concurrency 4 \
     --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" \
+    --env-var "AWS_ENDPOINT_URL_RDS=$ROTATION_RDS_ENDPOINT" \
     --env-var "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID" \
     --env-var "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY" \
     --env-var "AWS_REGION=$AWS_REGION" \
@@ -232,6 +240,7 @@ case "${1:-}" in
   down)
     stop_pid "$stack_dir/lambda.pid"
     stop_pid "$stack_dir/moto.pid"
+    stop_pid "$stack_dir/rds-recorder.pid"
     if pg_running; then as_pg "$(pg_bin)/pg_ctl" -D "$stack_dir/pg/data" -m immediate -w stop >/dev/null; fi
     stop_pid "$stack_dir/mysql/mariadb.pid"
     log "stopped (logs stay in $stack_dir)"

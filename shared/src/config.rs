@@ -12,7 +12,7 @@ pub const ENV_DB_CA_FILE: &str = "ROTATION_DB_CA_FILE";
 /// Environment variable: seconds allowed for one database connection (TCP, TLS and login).
 pub const ENV_DB_CONNECT_TIMEOUT: &str = "ROTATION_DB_CONNECT_TIMEOUT_SECONDS";
 /// Environment variable: where to connect instead of a secret's (or RDS's) endpoint, as
-/// `PATTERN:PORT=HOST:PORT` entries separated by commas; PATTERN may start with `*.` (for
+/// `PATTERN:PORT=HOST:PORT` entries separated by commas or semicolons; PATTERN may start with `*.` (for
 /// example a tunnel, or the local stack standing in for RDS).
 pub const ENV_DB_HOST_OVERRIDES: &str = "ROTATION_DB_HOST_OVERRIDES";
 /// Environment variable: the longest MySQL user name (AWS's templates: 16).
@@ -58,7 +58,7 @@ fn parse_overrides(raw: &str) -> Result<Vec<HostOverride>> {
         }
         Ok((host.to_owned(), port))
     };
-    raw.split(',')
+    raw.split([',', ';'])
         .map(str::trim)
         .filter(|e| !e.is_empty())
         .map(|entry| {
@@ -191,7 +191,7 @@ mod tests {
     fn host_overrides_match_by_suffix_and_port() {
         let config = Config::from_lookup(|k| {
             (k == ENV_DB_HOST_OVERRIDES).then(|| {
-                "*.rds.amazonaws.com:5432=127.0.0.1:45432, db.internal:3306=10.0.0.1:3307".into()
+                "*.rds.amazonaws.com:5432=127.0.0.1:45432; db.internal:3306=10.0.0.1:3307".into()
             })
         })
         .unwrap();

@@ -110,6 +110,10 @@ pub struct Stack {
     pub mysql_log: PathBuf,
     /// The stack's test CA file.
     pub ca_file: PathBuf,
+    /// moto's RDS.
+    pub rds: aws_sdk_rds::Client,
+    /// The RDS requests the functions made, one JSON object per line (scripts/rds-recorder.py).
+    pub rds_record: PathBuf,
     /// TLS trusting the stack's test CA (what the functions get through ROTATION_DB_CA_FILE).
     pub tls: Arc<ClientConfig>,
 }
@@ -137,6 +141,8 @@ impl Stack {
             mysql_log: PathBuf::from(env("ROTATION_MYSQL_LOG")),
             tls: rotation::tls::client_config(Some(&ca)).expect("the stack's CA file"),
             ca_file: ca,
+            rds: aws_sdk_rds::Client::new(&aws),
+            rds_record: PathBuf::from(env("ROTATION_RDS_RECORD")),
         }
     }
 
@@ -454,6 +460,35 @@ impl Stack {
             .await
             .expect("CreateSecret");
         out.arn().expect("ARN").to_owned()
+    }
+
+    /// Creates a secret with tags (Secrets Manager mode, rotation not yet enabled).
+    pub async fn create_tagged_secret(
+        &self,
+        name: &str,
+        value: &Value,
+        tags: &[(&str, &str)],
+    ) -> String {
+        let mut request = self
+            .secrets
+            .create_secret()
+            .name(name)
+            .secret_string(value.to_string());
+        for (key, tag_value) in tags {
+            request = request.tags(
+                aws_sdk_secretsmanager::types::Tag::builder()
+                    .key(*key)
+                    .value(*tag_value)
+                    .build(),
+            );
+        }
+        request
+            .send()
+            .await
+            .expect("CreateSecret")
+            .arn()
+            .expect("ARN")
+            .to_owned()
     }
 
     /// Turns rotation on the way Secrets Manager's RotateSecret does.

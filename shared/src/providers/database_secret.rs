@@ -260,6 +260,12 @@ impl DatabaseSecret {
         };
         let mut fields = fields;
         fields.remove("password");
+        // Values RDS discovery added are used for this step, not carried into the next version.
+        if let Some(Value::Array(added)) = fields.remove(super::rds::DISCOVERED) {
+            for key in added.iter().filter_map(Value::as_str) {
+                fields.remove(key);
+            }
+        }
         Ok(DatabaseSecret {
             engine,
             host,

@@ -12,6 +12,10 @@ use super::database_secret::{DatabaseSecret, FieldReader};
 use super::StepContext;
 use crate::error::{Result, RotationError};
 
+/// Internal key listing the fields discovery added, so that the next version of the secret
+/// carries only what the user wrote (a NUL-prefixed key no secret uses).
+pub const DISCOVERED: &str = "\u{0}discovered";
+
 /// Tag RDS puts on a master secret it manages for a DB instance.
 pub const TAG_PRIMARY_INSTANCE: &str = "aws:rds:primarydbinstancearn";
 /// Tag RDS puts on a master secret it manages for a DB cluster.
@@ -149,13 +153,17 @@ pub async fn with_discovered_endpoint(
         });
     }
     tracing::debug!(host = %discovered.host, port = discovered.port, "endpoint discovered through RDS");
+    let mut added = vec![Value::from("host")];
     fields.insert("host".into(), Value::String(discovered.host));
     if !fields.contains_key("port") && discovered.port > 0 {
         fields.insert("port".into(), Value::from(discovered.port));
+        added.push(Value::from("port"));
     }
     if let (false, Some(engine)) = (fields.contains_key("engine"), discovered.engine) {
         fields.insert("engine".into(), Value::String(engine));
+        added.push(Value::from("engine"));
     }
+    fields.insert(DISCOVERED.into(), Value::Array(added));
     Ok(fields)
 }
 
