@@ -1,9 +1,9 @@
-//! Whatever the functions and the database log during full rotations holds no password and no
+//! Whatever the functions and the databases log during full rotations holds no password and no
 //! RotationToken.
 
 use std::time::Duration;
 
-use integration_tests::{assert_succeeded, Stack};
+use integration_tests::{assert_succeeded, Db, Role, Stack};
 use rotator::driver::Functions;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -23,73 +23,82 @@ async fn read_log_until(path: &std::path::Path, needle: &str) -> String {
 async fn rotations_log_no_password_and_no_rotation_token() {
     let stack = Stack::from_env().await;
     let rotation_token = SecretString::from(format!("rotation-token-{}", uuid::Uuid::new_v4()));
+    let mut secrets: Vec<SecretString> = vec![rotation_token.clone()];
+    let mut rotated = Vec::new();
 
-    // Single-user, through the rotate function.
-    let (single, single_user, single_original) = stack.pg_user_with_secret("logs").await;
-    let driver = stack.driver(Functions::Rotate);
-    for _ in 0..2 {
-        assert_succeeded(
-            &driver
-                .rotate_with(&single, Some(&rotation_token))
-                .await
-                .unwrap(),
+    for db in Db::ALL {
+        // Single-user, through the rotate function.
+        let (single, _, original) = stack
+            .db_user_with_secret(db, "logs", Functions::Rotate)
+            .await;
+        let driver = stack.driver(Functions::Rotate);
+        for _ in 0..2 {
+            assert_succeeded(
+                &driver
+                    .rotate_with(&single, Some(&rotation_token))
+                    .await
+                    .unwrap(),
+            );
+        }
+        secrets.push(original);
+
+        // Alternating users, through the step functions.
+        let (master_arn, _, master_password) = stack.master_secret(db, true).await;
+        let user = Stack::unique(&format!("{}logalt", db.prefix()));
+        let original = stack.create_db_user(db, &user, Role::App).await;
+        let mut value = stack.db_secret(db, &user, &original);
+        value["masterarn"] = json!(master_arn);
+        let alternating = stack
+            .create_rotating_secret(&Stack::unique("logalt"), &value, Functions::PerStep)
+            .await;
+        let per_step = stack.driver(Functions::PerStep);
+        for _ in 0..2 {
+            assert_succeeded(
+                &per_step
+                    .rotate_with(&alternating, Some(&rotation_token))
+                    .await
+                    .unwrap(),
+            );
+        }
+        secrets.extend([master_password, original]);
+        rotated.extend([single, alternating]);
+    }
+    for arn in &rotated {
+        secrets.extend(stack.all_passwords(arn).await);
+    }
+    // The RotationToken, 2 originals and a master password per engine, 3 versions per secret.
+    assert_eq!(secrets.len(), 1 + 2 * 3 + 4 * 3, "collected every secret");
+
+    let lambda_log = read_log_until(&stack.lambda_log, rotated.last().unwrap()).await;
+    for arn in &rotated {
+        assert!(
+            lambda_log.contains(arn.as_str()),
+            "the functions logged the rotation of {arn}"
         );
     }
-
-    // Alternating users, through the step functions.
-    let master = Stack::unique("logmaster");
-    let master_password = stack.create_user(&master, "CREATEROLE").await;
-    let master_arn = stack
-        .create_secret(
-            &Stack::unique("logmaster"),
-            &json!({"username": master, "password": master_password.expose_secret()}),
-        )
-        .await;
-    let user = Stack::unique("logalt");
-    let original = stack.create_user(&user, "").await;
-    let mut value = stack.pg_secret(&user, &original);
-    value["masterarn"] = json!(master_arn);
-    let alternating = stack
-        .create_rotating_secret(&Stack::unique("logalt"), &value, Functions::PerStep)
-        .await;
-    let per_step = stack.driver(Functions::PerStep);
-    for _ in 0..2 {
-        assert_succeeded(
-            &per_step
-                .rotate_with(&alternating, Some(&rotation_token))
-                .await
-                .unwrap(),
-        );
-    }
-
-    let mut secrets: Vec<SecretString> =
-        vec![rotation_token, master_password, single_original, original];
-    secrets.extend(stack.all_passwords(&single).await);
-    secrets.extend(stack.all_passwords(&alternating).await);
-    assert!(secrets.len() >= 10, "collected {} secrets", secrets.len());
-
-    let lambda_log = read_log_until(&stack.lambda_log, &alternating).await;
-    assert!(
-        lambda_log.contains(&single),
-        "the functions logged the rotation of {single}"
-    );
     assert!(lambda_log.contains("rotation step succeeded"));
     let pg_log = std::fs::read_to_string(&stack.pg_log).unwrap();
     assert!(
-        pg_log.contains(&format!("ALTER ROLE \"{single_user}\"")),
-        "the statement log is on"
+        pg_log.contains("ALTER ROLE"),
+        "PostgreSQL's statement log is on"
+    );
+    let mysql_log = std::fs::read_to_string(&stack.mysql_log).unwrap();
+    assert!(
+        mysql_log.contains("SET PASSWORD") && mysql_log.contains("SHOW GRANTS"),
+        "MariaDB's general log is on"
     );
     for secret in &secrets {
         let secret = secret.expose_secret();
-        assert!(
-            !lambda_log.contains(secret),
-            "a secret of length {} is in the functions' log",
-            secret.len()
-        );
-        assert!(
-            !pg_log.contains(secret),
-            "a secret of length {} is in PostgreSQL's statement log",
-            secret.len()
-        );
+        for (name, log) in [
+            ("functions'", &lambda_log),
+            ("PostgreSQL's", &pg_log),
+            ("MariaDB's", &mysql_log),
+        ] {
+            assert!(
+                !log.contains(secret),
+                "a secret of length {} is in the {name} log",
+                secret.len()
+            );
+        }
     }
 }

@@ -8,13 +8,14 @@
 //! `local-rotation seed` prepares the secrets the sample events in `events/` name, for invoking
 //! single steps by hand with `cargo lambda invoke`: `local/postgres/app` in Secrets Manager mode
 //! (events/rotate/, for the `rotate` function, AWSPENDING waiting under the events' token) and
-//! `local/postgres/app-workflow` in workflow mode (events/, for the step functions).
+//! `local/postgres/app-workflow` in workflow mode (events/, for the step functions), and
+//! `local/mysql/app` on MariaDB (events/mysql/, for the `rotate` function).
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use integration_tests::Stack;
+use integration_tests::{Db, Role, Stack};
 use rotator::driver::{render_run, Functions};
 use rotator::versions::render;
 use secrecy::{ExposeSecret, SecretString};
@@ -24,6 +25,12 @@ use serde_json::{json, Value};
 const SEED_SECRET: &str = "local/postgres/app";
 /// Its PostgreSQL user.
 const SEED_USER: &str = "app_local";
+/// The MySQL (MariaDB) secret the sample events in events/mysql/ name.
+const SEED_MYSQL_SECRET: &str = "local/mysql/app";
+/// Its MariaDB user.
+const SEED_MYSQL_USER: &str = "app_local";
+/// The ClientRequestToken of the MySQL sample events.
+const SEED_MYSQL_TOKEN: &str = "00000000-0000-4000-8000-000000000003";
 /// The workflow mode secret the sample events of the step functions name.
 const SEED_WORKFLOW_SECRET: &str = "local/postgres/app-workflow";
 /// Its PostgreSQL user.
@@ -239,6 +246,33 @@ async fn seed(stack: &Stack) -> Result<(), String> {
             );
         }
         println!();
+    }
+    stack.delete_secret(SEED_MYSQL_SECRET).await;
+    stack
+        .mysql_admin_sql(&format!("DROP USER IF EXISTS '{SEED_MYSQL_USER}'@'%'"))
+        .await;
+    let password = stack
+        .create_db_user(Db::MariaDb, SEED_MYSQL_USER, Role::App)
+        .await;
+    let arn = stack
+        .create_secret(
+            SEED_MYSQL_SECRET,
+            &stack.db_secret(Db::MariaDb, SEED_MYSQL_USER, &password),
+        )
+        .await;
+    stack
+        .enable_rotation_with_token(&arn, Some(SEED_MYSQL_TOKEN))
+        .await;
+    println!(
+        "seeded {SEED_MYSQL_SECRET} (MariaDB) for user {SEED_MYSQL_USER}, versions:\n{}",
+        render(&stack.labels(&arn).await)
+    );
+    println!("run, in order:");
+    for step in rotation::Step::ALL {
+        println!(
+            "  cargo lambda invoke rotate --data-file events/mysql/{}.json -A 127.0.0.1 -P 49001",
+            step.function_name()
+        );
     }
     Ok(())
 }
