@@ -6,6 +6,9 @@
 //! (testSecret).
 
 pub mod database_secret;
+pub mod iam_access_key;
+pub mod iam_secret;
+pub mod keyring;
 pub mod postgres;
 
 use std::sync::{Arc, Mutex};
@@ -53,6 +56,10 @@ impl StepContext<'_> {
 pub enum ProviderKind {
     /// PostgreSQL users (engines `postgres`, `aurora-postgresql`).
     Postgres,
+    /// IAM user access keys (`provider` = `iam-access-key`).
+    IamAccessKey,
+    /// An encryption keyring (`provider` = `keyring`).
+    Keyring,
 }
 
 /// What a provider did, for the step's report.
@@ -86,10 +93,16 @@ impl ProviderKind {
         if let Some(provider) = field("provider")? {
             return match provider {
                 "postgres" => Ok(ProviderKind::Postgres),
+                iam_secret::PROVIDER => Ok(ProviderKind::IamAccessKey),
+                rotation_keyring::PROVIDER => Ok(ProviderKind::Keyring),
                 other => Err(RotationError::invalid_secret(
                     secret,
                     version,
-                    format!("field `provider`: unsupported value {other:?}; expected postgres"),
+                    format!(
+                        "field `provider`: unsupported value {other:?}; expected postgres, {}, or {}",
+                        iam_secret::PROVIDER,
+                        rotation_keyring::PROVIDER
+                    ),
                 )),
             };
         }
@@ -105,7 +118,7 @@ impl ProviderKind {
             None => Err(RotationError::invalid_secret(
                 secret,
                 version,
-                "field `engine` is missing: name the database engine (postgres, aurora-postgresql)",
+                "field `engine` is missing: name the database engine (postgres, aurora-postgresql), or set `provider` (iam-access-key, keyring)",
             )),
         }
     }
@@ -147,6 +160,8 @@ pub async fn create(
     let fields = parse_object(current, &ctx.secret.arn, crate::secrets_manager::AWSCURRENT)?;
     match ProviderKind::of(&fields, &ctx.secret.arn, crate::secrets_manager::AWSCURRENT)? {
         ProviderKind::Postgres => postgres::create(ctx, fields).await,
+        ProviderKind::IamAccessKey => iam_access_key::create(ctx, fields).await,
+        ProviderKind::Keyring => keyring::create(ctx, fields).await,
     }
 }
 
@@ -177,6 +192,8 @@ pub async fn set(
     }
     match kind {
         ProviderKind::Postgres => postgres::set(ctx, current, pending).await,
+        ProviderKind::IamAccessKey => iam_access_key::set(ctx, current, pending).await,
+        ProviderKind::Keyring => keyring::set(ctx, current, pending).await,
     }
 }
 
@@ -189,5 +206,7 @@ pub async fn test(ctx: &StepContext<'_>, pending: &SecretString) -> Result<Provi
         crate::secrets_manager::AWSPENDING,
     )? {
         ProviderKind::Postgres => postgres::test(ctx, pending).await,
+        ProviderKind::IamAccessKey => iam_access_key::test(ctx, pending).await,
+        ProviderKind::Keyring => keyring::test(ctx, pending).await,
     }
 }
