@@ -1,5 +1,5 @@
-//! Whatever the functions and the database log during full rotations holds no password and no
-//! RotationToken.
+//! Whatever the functions and the database log during full rotations holds no password, no
+//! secret access key, no key material and no RotationToken.
 
 use std::time::Duration;
 
@@ -62,13 +62,86 @@ async fn rotations_log_no_password_and_no_rotation_token() {
         );
     }
 
-    let mut secrets: Vec<SecretString> =
-        vec![rotation_token, master_password, single_original, original];
+    // IAM access keys through the rotate function; the inactive key is used before the second
+    // rotation, so its revocation comes with a warning naming it.
+    let (iam, iam_user, first_key) = stack
+        .iam_user_with_secret("logiam", Functions::Rotate)
+        .await;
+    assert_succeeded(
+        &driver
+            .rotate_with(&iam, Some(&rotation_token))
+            .await
+            .unwrap(),
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    stack.assert_key_works(&iam_user, &first_key).await;
+    let run = driver
+        .rotate_with(&iam, Some(&rotation_token))
+        .await
+        .unwrap();
+    assert_succeeded(&run);
+    assert!(!run.steps[0].result.as_ref().unwrap().warnings.is_empty());
+
+    // A keyring through the step functions, long enough for a key to be destroyed.
+    let keyring = stack
+        .create_rotating_secret(
+            &Stack::unique("logkeyring"),
+            &json!({"provider": "keyring", "retentionRotations": 1, "keys": []}),
+            Functions::PerStep,
+        )
+        .await;
+    for _ in 0..3 {
+        assert_succeeded(
+            &per_step
+                .rotate_with(&keyring, Some(&rotation_token))
+                .await
+                .unwrap(),
+        );
+    }
+
+    let mut secrets: Vec<SecretString> = vec![
+        rotation_token,
+        master_password,
+        single_original,
+        original,
+        first_key.secret.clone(),
+    ];
     secrets.extend(stack.all_passwords(&single).await);
     secrets.extend(stack.all_passwords(&alternating).await);
-    assert!(secrets.len() >= 10, "collected {} secrets", secrets.len());
+    let access_keys: Vec<SecretString> = stack
+        .all_values(&iam)
+        .await
+        .iter()
+        .filter_map(|v| v["SecretAccessKey"].as_str())
+        .map(|s| SecretString::from(s.to_owned()))
+        .collect();
+    assert_eq!(access_keys.len(), 3, "three secret access keys");
+    let materials: Vec<SecretString> = stack
+        .all_values(&keyring)
+        .await
+        .iter()
+        .flat_map(|v| v["keys"].as_array().cloned().unwrap_or_default())
+        .filter_map(|k| {
+            k["material"]
+                .as_str()
+                .map(|m| SecretString::from(m.to_owned()))
+        })
+        .collect();
+    assert!(
+        materials.len() >= 3,
+        "collected {} key materials",
+        materials.len()
+    );
+    secrets.extend(access_keys);
+    secrets.extend(materials);
+    assert!(secrets.len() >= 16, "collected {} secrets", secrets.len());
 
-    let lambda_log = read_log_until(&stack.lambda_log, &alternating).await;
+    let lambda_log = read_log_until(&stack.lambda_log, &keyring).await;
+    assert!(
+        lambda_log.contains(&first_key.id) && lambda_log.contains("last used"),
+        "the revocation warning names the key id"
+    );
+    assert!(lambda_log.contains("rotated the keyring"));
     assert!(
         lambda_log.contains(&single),
         "the functions logged the rotation of {single}"
