@@ -75,6 +75,12 @@ fn parse_overrides(raw: &str) -> Result<Vec<HostOverride>> {
         .collect()
 }
 
+/// Environment variable: `true` makes createSecret refuse to revoke an IAM access key used
+/// since the previous rotation finished (a secret's `strictRevocation` overrides it).
+pub const ENV_IAM_STRICT_REVOCATION: &str = "ROTATION_IAM_STRICT_REVOCATION";
+/// Environment variable: seconds setSecret waits for IAM to accept a new access key.
+pub const ENV_IAM_PROPAGATION_TIMEOUT: &str = "ROTATION_IAM_PROPAGATION_TIMEOUT_SECONDS";
+
 /// Everything a step needs to know that does not come from the event or the secret.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -90,6 +96,10 @@ pub struct Config {
     pub mysql_username_limit: usize,
     /// Bound on waiting for RDS to be available after a master password change.
     pub rds_wait: Duration,
+    /// Refuse to revoke an IAM access key used since the previous rotation (default false).
+    pub iam_strict_revocation: bool,
+    /// How long setSecret waits for IAM to accept a new access key.
+    pub iam_propagation_timeout: Duration,
 }
 
 impl Config {
@@ -129,6 +139,29 @@ impl Config {
                         }),
                 }
             };
+        let iam_strict_revocation = match lookup(ENV_IAM_STRICT_REVOCATION) {
+            None => false,
+            Some(raw) => match raw.trim().to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" | "" => false,
+                _ => {
+                    return Err(RotationError::Config(format!(
+                        "{ENV_IAM_STRICT_REVOCATION} must be true or false, got {raw:?}"
+                    )))
+                }
+            },
+        };
+        let iam_propagation_timeout = match lookup(ENV_IAM_PROPAGATION_TIMEOUT) {
+            None => Duration::from_secs(30),
+            Some(raw) => match raw.trim().parse::<u64>() {
+                Ok(secs) if (1..=600).contains(&secs) => Duration::from_secs(secs),
+                _ => {
+                    return Err(RotationError::Config(format!(
+                        "{ENV_IAM_PROPAGATION_TIMEOUT} must be a whole number of seconds from 1 to 600, got {raw:?}"
+                    )))
+                }
+            },
+        };
         Ok(Config {
             db_host_overrides: parse_overrides(&lookup(ENV_DB_HOST_OVERRIDES).unwrap_or_default())?,
             mysql_username_limit: usize::try_from(number(ENV_USERNAME_LIMIT, 16, 1..=255)?)
@@ -139,6 +172,8 @@ impl Config {
                 .filter(|p| !p.trim().is_empty())
                 .map(PathBuf::from),
             db_connect_timeout,
+            iam_strict_revocation,
+            iam_propagation_timeout,
         })
     }
 }
@@ -177,14 +212,20 @@ mod tests {
         let config = Config::from_lookup(|_| None).unwrap();
         assert_eq!(config.db_connect_timeout, Duration::from_secs(5));
         assert!(config.db_ca_file.is_none());
+        assert!(!config.iam_strict_revocation);
+        assert_eq!(config.iam_propagation_timeout, Duration::from_secs(30));
         let env: HashMap<&str, &str> = [
             (ENV_DB_CONNECT_TIMEOUT, "9"),
             (ENV_DB_CA_FILE, "/tmp/ca.pem"),
+            (ENV_IAM_STRICT_REVOCATION, "TRUE"),
+            (ENV_IAM_PROPAGATION_TIMEOUT, "90"),
         ]
         .into();
         let config = Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(config.db_connect_timeout, Duration::from_secs(9));
         assert_eq!(config.db_ca_file.unwrap(), PathBuf::from("/tmp/ca.pem"));
+        assert!(config.iam_strict_revocation);
+        assert_eq!(config.iam_propagation_timeout, Duration::from_secs(90));
     }
 
     #[test]
@@ -219,5 +260,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains(ENV_DB_CONNECT_TIMEOUT), "{err}");
+        for name in [ENV_IAM_STRICT_REVOCATION, ENV_IAM_PROPAGATION_TIMEOUT] {
+            let err = Config::from_lookup(|k| (k == name).then(|| "maybe".into()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name), "{err}");
+        }
     }
 }

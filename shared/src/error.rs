@@ -153,6 +153,29 @@ pub enum RotationError {
     /// The pending credentials failed the test step.
     #[error("the pending credentials do not work: {0}")]
     TestFailed(String),
+    /// An IAM call failed.
+    #[error("IAM {operation} for user {user:?} failed: {message}")]
+    Iam {
+        /// The API operation.
+        operation: &'static str,
+        /// The IAM user name (not secret).
+        user: String,
+        /// The service's error (IAM never echoes a secret access key).
+        message: String,
+    },
+    /// createSecret refused to revoke an access key used since the previous rotation finished,
+    /// because strict revocation is on. Nothing was deleted or created.
+    #[error("refusing to revoke access key {key_id} of IAM user {user:?}: it was last used at {last_used}, after the previous rotation finished ({since}), so something still uses it; strict revocation is on (`strictRevocation` in the secret, or ROTATION_IAM_STRICT_REVOCATION)")]
+    RevocationRefused {
+        /// The IAM user name.
+        user: String,
+        /// The access key id (not secret).
+        key_id: String,
+        /// When IAM says the key was last used.
+        last_used: String,
+        /// When the previous rotation finished (the AWSCURRENT version's creation).
+        since: String,
+    },
 }
 
 impl RotationError {
@@ -171,6 +194,8 @@ impl RotationError {
             RotationError::Rds { .. } => "Rds",
             RotationError::NoWorkingCredential { .. } => "NoWorkingCredential",
             RotationError::TestFailed(_) => "TestFailed",
+            RotationError::Iam { .. } => "Iam",
+            RotationError::RevocationRefused { .. } => "RevocationRefused",
         }
     }
 

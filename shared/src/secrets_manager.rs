@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::Client;
+use aws_smithy_types::DateTime;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{Result, RotationError};
@@ -47,11 +49,13 @@ impl SecretMetadata {
     }
 }
 
-/// A Secrets Manager client that counts the API calls made through it.
+/// A Secrets Manager client that counts the API calls made through it, and remembers when each
+/// version it read was created.
 #[derive(Debug)]
 pub struct SecretsManager {
     client: Client,
     calls: AtomicU32,
+    created: Mutex<HashMap<(String, String), DateTime>>,
 }
 
 impl SecretsManager {
@@ -60,12 +64,22 @@ impl SecretsManager {
         SecretsManager {
             client,
             calls: AtomicU32::new(0),
+            created: Mutex::new(HashMap::new()),
         }
     }
 
     /// API calls made so far.
     pub fn calls(&self) -> u32 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// When the version with `stage` of `secret_id` was created, if this client read it.
+    pub fn created_date(&self, secret_id: &str, stage: &str) -> Option<DateTime> {
+        self.created
+            .lock()
+            .ok()?
+            .get(&(secret_id.to_owned(), stage.to_owned()))
+            .copied()
     }
 
     fn count(&self) {
@@ -117,6 +131,11 @@ impl SecretsManager {
             .version_stage(stage)
             .send()
             .await;
+        if let Ok(out) = &result {
+            if let (Some(date), Ok(mut created)) = (out.created_date(), self.created.lock()) {
+                created.insert((secret_id.to_owned(), stage.to_owned()), *date);
+            }
+        }
         match result {
             Ok(out) => match out.secret_string() {
                 Some(s) => Ok(Some(SecretString::from(s.to_owned()))),

@@ -86,8 +86,12 @@ fn env(name: &str) -> String {
 /// The running local stack.
 #[derive(Clone)]
 pub struct Stack {
+    /// The AWS configuration pointing at moto.
+    pub aws: aws_config::SdkConfig,
     /// moto's Secrets Manager.
     pub secrets: SecretsClient,
+    /// moto's IAM.
+    pub iam: aws_sdk_iam::Client,
     /// The Lambda Invoke API endpoint of `cargo lambda watch`.
     pub lambda_endpoint: String,
     /// PostgreSQL host.
@@ -125,6 +129,7 @@ impl Stack {
         let ca = PathBuf::from(env("ROTATION_DB_CA_FILE"));
         Stack {
             secrets: SecretsClient::new(&aws),
+            iam: aws_sdk_iam::Client::new(&aws),
             lambda_endpoint: env("ROTATION_LAMBDA_ENDPOINT"),
             pg_host: env("ROTATION_PG_HOST"),
             pg_port: env("ROTATION_PG_PORT").parse().expect("ROTATION_PG_PORT"),
@@ -143,6 +148,7 @@ impl Stack {
             ca_file: ca,
             rds: aws_sdk_rds::Client::new(&aws),
             rds_record: PathBuf::from(env("ROTATION_RDS_RECORD")),
+            aws,
         }
     }
 
@@ -615,8 +621,8 @@ impl Stack {
         )
     }
 
-    /// Every password any version of the secret ever held, for searching logs.
-    pub async fn all_passwords(&self, secret_id: &str) -> Vec<SecretString> {
+    /// The value of every version of the secret (labelled or not), parsed, for searching logs.
+    pub async fn all_values(&self, secret_id: &str) -> Vec<Value> {
         let out = self
             .secrets
             .list_secret_version_ids()
@@ -625,7 +631,7 @@ impl Stack {
             .send()
             .await
             .expect("ListSecretVersionIds");
-        let mut passwords = Vec::new();
+        let mut values = Vec::new();
         for version in out.versions() {
             let Some(id) = version.version_id() else {
                 continue;
@@ -638,16 +644,25 @@ impl Stack {
                 .send()
                 .await
             {
-                if let Some(p) = v
+                if let Some(value) = v
                     .secret_string()
                     .and_then(|s| serde_json::from_str::<Value>(s).ok())
-                    .and_then(|v| v["password"].as_str().map(str::to_owned))
                 {
-                    passwords.push(SecretString::from(p));
+                    values.push(value);
                 }
             }
         }
-        passwords
+        values
+    }
+
+    /// Every password any version of the secret ever held, for searching logs.
+    pub async fn all_passwords(&self, secret_id: &str) -> Vec<SecretString> {
+        self.all_values(secret_id)
+            .await
+            .iter()
+            .filter_map(|v| v["password"].as_str())
+            .map(|p| SecretString::from(p.to_owned()))
+            .collect()
     }
 }
 

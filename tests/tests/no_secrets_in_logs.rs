@@ -1,5 +1,5 @@
-//! Whatever the functions and the databases log during full rotations holds no password and no
-//! RotationToken.
+//! Whatever the functions and the databases log during full rotations holds no password, no
+//! secret access key, no key material and no RotationToken.
 
 use std::time::Duration;
 
@@ -67,7 +67,74 @@ async fn rotations_log_no_password_and_no_rotation_token() {
         secrets.extend(stack.all_passwords(arn).await);
     }
     // The RotationToken, 2 originals and a master password per engine, 3 versions per secret.
-    assert_eq!(secrets.len(), 1 + 2 * 3 + 4 * 3, "collected every secret");
+    assert_eq!(secrets.len(), 1 + 2 * 3 + 4 * 3, "collected every password");
+
+    // IAM access keys through the rotate function; the inactive key is used before the second
+    // rotation, so its revocation comes with a warning naming it.
+    let driver = stack.driver(Functions::Rotate);
+    let (iam, iam_user, first_key) = stack
+        .iam_user_with_secret("logiam", Functions::Rotate)
+        .await;
+    assert_succeeded(
+        &driver
+            .rotate_with(&iam, Some(&rotation_token))
+            .await
+            .unwrap(),
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    stack.assert_key_works(&iam_user, &first_key).await;
+    let run = driver
+        .rotate_with(&iam, Some(&rotation_token))
+        .await
+        .unwrap();
+    assert_succeeded(&run);
+    assert!(!run.steps[0].result.as_ref().unwrap().warnings.is_empty());
+
+    // A keyring through the step functions, long enough for a key to be destroyed.
+    let per_step = stack.driver(Functions::PerStep);
+    let keyring = stack
+        .create_rotating_secret(
+            &Stack::unique("logkeyring"),
+            &json!({"provider": "keyring", "retentionRotations": 1, "keys": []}),
+            Functions::PerStep,
+        )
+        .await;
+    for _ in 0..3 {
+        assert_succeeded(
+            &per_step
+                .rotate_with(&keyring, Some(&rotation_token))
+                .await
+                .unwrap(),
+        );
+    }
+    secrets.push(first_key.secret.clone());
+    let access_keys: Vec<SecretString> = stack
+        .all_values(&iam)
+        .await
+        .iter()
+        .filter_map(|v| v["SecretAccessKey"].as_str())
+        .map(|s| SecretString::from(s.to_owned()))
+        .collect();
+    assert_eq!(access_keys.len(), 3, "three secret access keys");
+    let materials: Vec<SecretString> = stack
+        .all_values(&keyring)
+        .await
+        .iter()
+        .flat_map(|v| v["keys"].as_array().cloned().unwrap_or_default())
+        .filter_map(|k| {
+            k["material"]
+                .as_str()
+                .map(|m| SecretString::from(m.to_owned()))
+        })
+        .collect();
+    assert!(
+        materials.len() >= 3,
+        "collected {} key materials",
+        materials.len()
+    );
+    secrets.extend(access_keys);
+    secrets.extend(materials);
+    rotated.extend([iam, keyring]);
 
     let lambda_log = read_log_until(&stack.lambda_log, rotated.last().unwrap()).await;
     for arn in &rotated {
@@ -77,6 +144,11 @@ async fn rotations_log_no_password_and_no_rotation_token() {
         );
     }
     assert!(lambda_log.contains("rotation step succeeded"));
+    assert!(
+        lambda_log.contains(&first_key.id) && lambda_log.contains("last used"),
+        "the revocation warning names the key id"
+    );
+    assert!(lambda_log.contains("rotated the keyring"));
     let pg_log = std::fs::read_to_string(&stack.pg_log).unwrap();
     assert!(
         pg_log.contains("ALTER ROLE"),

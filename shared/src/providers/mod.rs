@@ -7,6 +7,9 @@
 
 pub mod database;
 pub mod database_secret;
+pub mod iam_access_key;
+pub mod iam_secret;
+pub mod keyring;
 pub mod mysql;
 pub mod postgres;
 pub mod rds;
@@ -59,6 +62,10 @@ pub enum ProviderKind {
     Postgres,
     /// MySQL and MariaDB users (engines `mysql`, `aurora-mysql`, `mariadb`).
     MySql,
+    /// IAM user access keys (`provider` = `iam-access-key`).
+    IamAccessKey,
+    /// An encryption keyring (`provider` = `keyring`).
+    Keyring,
 }
 
 /// The database engines a secret's `engine` may name.
@@ -96,11 +103,15 @@ impl ProviderKind {
             return match provider {
                 "postgres" => Ok(ProviderKind::Postgres),
                 "mysql" => Ok(ProviderKind::MySql),
+                iam_secret::PROVIDER => Ok(ProviderKind::IamAccessKey),
+                rotation_keyring::PROVIDER => Ok(ProviderKind::Keyring),
                 other => Err(RotationError::invalid_secret(
                     secret,
                     version,
                     format!(
-                        "field `provider`: unsupported value {other:?}; expected postgres or mysql"
+                        "field `provider`: unsupported value {other:?}; expected postgres, mysql, {}, or {}",
+                        iam_secret::PROVIDER,
+                        rotation_keyring::PROVIDER
                     ),
                 )),
             };
@@ -116,7 +127,7 @@ impl ProviderKind {
             None => Err(RotationError::invalid_secret(
                 secret,
                 version,
-                format!("field `engine` is missing: name the database engine ({ENGINES})"),
+                format!("field `engine` is missing: name the database engine ({ENGINES}), or set `provider` ({}, {})", iam_secret::PROVIDER, rotation_keyring::PROVIDER),
             )),
         }
     }
@@ -162,6 +173,8 @@ pub async fn create(
             Box::pin(database::create::<postgres::Postgres>(ctx, fields)).await
         }
         ProviderKind::MySql => Box::pin(database::create::<mysql::MySql>(ctx, fields)).await,
+        ProviderKind::IamAccessKey => Box::pin(iam_access_key::create(ctx, fields)).await,
+        ProviderKind::Keyring => Box::pin(keyring::create(ctx, fields)).await,
     }
 }
 
@@ -188,6 +201,8 @@ pub async fn set(
             Box::pin(database::set::<postgres::Postgres>(ctx, current, pending)).await
         }
         ProviderKind::MySql => Box::pin(database::set::<mysql::MySql>(ctx, current, pending)).await,
+        ProviderKind::IamAccessKey => Box::pin(iam_access_key::set(ctx, current, pending)).await,
+        ProviderKind::Keyring => Box::pin(keyring::set(ctx, current, pending)).await,
     }
 }
 
@@ -200,6 +215,8 @@ pub async fn test(ctx: &StepContext<'_>, pending: &SecretString) -> Result<Provi
             Box::pin(database::test::<postgres::Postgres>(ctx, pending)).await
         }
         ProviderKind::MySql => Box::pin(database::test::<mysql::MySql>(ctx, pending)).await,
+        ProviderKind::IamAccessKey => Box::pin(iam_access_key::test(ctx, pending)).await,
+        ProviderKind::Keyring => Box::pin(keyring::test(ctx, pending)).await,
     }
 }
 
