@@ -110,17 +110,6 @@ impl Config {
 
     /// Reads the configuration through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let db_connect_timeout = match lookup(ENV_DB_CONNECT_TIMEOUT) {
-            None => Duration::from_secs(5),
-            Some(raw) => match raw.trim().parse::<u64>() {
-                Ok(secs) if (1..=300).contains(&secs) => Duration::from_secs(secs),
-                _ => {
-                    return Err(RotationError::Config(format!(
-                        "{ENV_DB_CONNECT_TIMEOUT} must be a whole number of seconds from 1 to 300, got {raw:?}"
-                    )))
-                }
-            },
-        };
         let number =
             |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| -> Result<u64> {
                 match lookup(name) {
@@ -162,6 +151,7 @@ impl Config {
                 }
             },
         };
+        let db_connect_timeout = Duration::from_secs(number(ENV_DB_CONNECT_TIMEOUT, 5, 1..=300)?);
         Ok(Config {
             db_host_overrides: parse_overrides(&lookup(ENV_DB_HOST_OVERRIDES).unwrap_or_default())?,
             mysql_username_limit: usize::try_from(number(ENV_USERNAME_LIMIT, 16, 1..=255)?)

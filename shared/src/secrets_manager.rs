@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::Client;
 use aws_smithy_types::DateTime;
 use secrecy::{ExposeSecret, SecretString};
@@ -219,20 +219,9 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let message = match &err {
-        SdkError::ServiceError(service) => {
-            let e = service.err();
-            format!(
-                "{}: {}",
-                e.code().unwrap_or("ServiceError"),
-                e.message().unwrap_or("no message")
-            )
-        }
-        other => DisplayErrorContext(other).to_string(),
-    };
     RotationError::SecretsManager {
         operation,
         secret: secret.to_owned(),
-        message,
+        message: crate::aws_error::message(&err),
     }
 }

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 use secrecy::{ExposeSecret, SecretString};
@@ -40,22 +40,7 @@ where
     RotationError::Iam {
         operation,
         user: user.to_owned(),
-        message: service_message(&err),
-    }
-}
-
-fn service_message<E, R>(err: &SdkError<E, R>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match err {
-        SdkError::ServiceError(service) => format!(
-            "{}: {}",
-            service.err().code().unwrap_or("ServiceError"),
-            service.err().message().unwrap_or("no message")
-        ),
-        other => DisplayErrorContext(other).to_string(),
+        message: crate::aws_error::message(&err),
     }
 }
 
@@ -206,7 +191,7 @@ async fn caller_arn(ctx: &StepContext<'_>, secret: &IamSecret) -> Result<String,
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| service_message(&e))?;
+        .map_err(|e| crate::aws_error::message(&e))?;
     out.arn()
         .map(str::to_owned)
         .ok_or_else(|| "GetCallerIdentity returned no ARN".to_owned())
