@@ -111,6 +111,28 @@ impl ProviderKind {
     }
 }
 
+/// What a secret's value says about how it is rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    /// Provider name, e.g. `postgres`.
+    pub provider: &'static str,
+    /// Strategy, e.g. `single-user` or `alternating-users`.
+    pub strategy: &'static str,
+    /// How many rotations in a row retire every credential that was valid before the first of
+    /// them: 1 for a single-phase strategy (the old credential stops working during the
+    /// rotation), 2 for a dual-phase one (the previous credential stays valid until the next
+    /// rotation replaces it).
+    pub rotations_to_retire: u8,
+}
+
+/// The profile of a secret value (the provider's view of it), naming the field that is wrong.
+pub fn profile(value: &SecretString, secret: &str, version: &str) -> Result<Profile> {
+    let fields = parse_object(value, secret, version)?;
+    match ProviderKind::of(&fields, secret, version)? {
+        ProviderKind::Postgres => postgres::profile(fields, secret, version),
+    }
+}
+
 /// Parses a secret's JSON text into an object, without ever quoting the text in an error.
 pub fn parse_object(
     value: &SecretString,

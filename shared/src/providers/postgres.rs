@@ -58,6 +58,31 @@ impl Strategy {
             Strategy::AlternatingUsers => "alternating-users",
         }
     }
+
+    /// Rotations that retire every password valid before the first: single-user changes the
+    /// user's only password (1); alternating users leaves the previous user's password valid
+    /// until the next rotation replaces it (2).
+    pub fn rotations_to_retire(self) -> u8 {
+        match self {
+            Strategy::SingleUser => 1,
+            Strategy::AlternatingUsers => 2,
+        }
+    }
+}
+
+/// The profile of a PostgreSQL secret: provider, strategy, rotations that retire every password.
+pub fn profile(fields: Map<String, Value>, secret: &str, version: &str) -> Result<super::Profile> {
+    let strategy = Strategy::of(&DatabaseSecret::parse(
+        fields,
+        secret,
+        version,
+        DEFAULT_PORT,
+    )?);
+    Ok(super::Profile {
+        provider: PROVIDER,
+        strategy: strategy.as_str(),
+        rotations_to_retire: strategy.rotations_to_retire(),
+    })
 }
 
 /// The user an alternating rotation switches to: the `_clone` suffix added or removed.
@@ -534,6 +559,35 @@ mod tests {
         assert_eq!(alternate_username("_clone"), "_clone_clone");
         assert_eq!(base_username("app_clone"), "app");
         assert_eq!(base_username("app"), "app");
+    }
+
+    #[test]
+    fn dual_phase_secrets_need_two_rotations_to_retire_every_password() {
+        let profile_of = |value: serde_json::Value| {
+            let text = SecretString::from(value.to_string());
+            crate::providers::profile(&text, "arn", "AWSCURRENT")
+        };
+        let single = serde_json::json!({"engine": "postgres", "host": "h", "username": "u", "password": "p"});
+        let mut alternating = single.clone();
+        alternating["masterarn"] = "arn:master".into();
+        let single = profile_of(single).unwrap();
+        assert_eq!(
+            (single.provider, single.strategy),
+            ("postgres", "single-user")
+        );
+        assert_eq!(single.rotations_to_retire, 1);
+        let alternating = profile_of(alternating).unwrap();
+        assert_eq!(alternating.strategy, "alternating-users");
+        assert_eq!(alternating.rotations_to_retire, 2);
+        let err = profile_of(
+            serde_json::json!({"engine": "postgres", "host": "h", "password": "hunter2"}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`username`") && !err.contains("hunter2"),
+            "{err}"
+        );
     }
 
     fn secret(value: serde_json::Value) -> DatabaseSecret {
