@@ -9,6 +9,8 @@
 #   scripts/stack.sh env     print the exports that point a shell at the stack
 #
 # Ports: ROTATION_MOTO_PORT (45001), ROTATION_PG_PORT (45432), ROTATION_LAMBDA_PORT (49001).
+# The functions publish rotation outcomes to the EventBridge bus ROTATION_EVENT_BUS_NAME
+# (rotation-local) that the stack creates in moto; set it empty to leave events off.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 stack_dir=${ROTATION_STACK_DIR:-/tmp/secret-rotation-stack-$(printf %s "$root" | sha256sum | cut -c1-10)}
@@ -16,6 +18,7 @@ moto_port=${ROTATION_MOTO_PORT:-45001}
 pg_port=${ROTATION_PG_PORT:-45432}
 lambda_port=${ROTATION_LAMBDA_PORT:-49001}
 log_level=${ROTATION_FUNCTION_LOG_LEVEL:-debug}
+event_bus=${ROTATION_EVENT_BUS_NAME-rotation-local}
 venv="$root/.venv"
 log() { printf '[stack] %s\n' "$*" >&2; }
 
@@ -62,6 +65,7 @@ export ROTATION_PG_ADMIN_USER='rotation_admin'
 export ROTATION_PG_ADMIN_PASSWORD='$(cat "$stack_dir/pg/admin-password")'
 export ROTATION_PG_LOG='$stack_dir/pg/log/postgresql.log'
 export ROTATION_DB_CA_FILE='$stack_dir/tls/ca.pem'
+export ROTATION_EVENT_BUS='$event_bus'
 ENV
 }
 
@@ -125,6 +129,16 @@ start_moto() {
   echo $! > "$stack_dir/moto.pid"
   wait_for "moto" "$moto_port"
   log "moto server on 127.0.0.1:$moto_port"
+  if [ -n "$event_bus" ]; then
+    "$venv/bin/python" - "$moto_port" "$event_bus" <<'PY'
+import sys, boto3
+events = boto3.client("events", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+if not any(b["Name"] == sys.argv[2] for b in events.list_event_buses()["EventBuses"]):
+    events.create_event_bus(Name=sys.argv[2])
+PY
+    log "EventBridge bus $event_bus in moto (rotation outcomes)"
+  fi
 }
 
 start_lambda() {
@@ -143,6 +157,8 @@ start_lambda() {
     --env-var "AWS_REGION=$AWS_REGION" \
     --env-var "ROTATION_DB_CA_FILE=$ROTATION_DB_CA_FILE" \
     --env-var "AWS_LAMBDA_LOG_LEVEL=$log_level" \
+    --env-var "ROTATION_EVENT_BUS=$ROTATION_EVENT_BUS" \
+    --env-var "ROTATION_LOCAL_LAMBDA_ENDPOINT=$ROTATION_LAMBDA_ENDPOINT" \
     >"$stack_dir/lambda.log" 2>&1 < /dev/null &
   echo $! > "$stack_dir/lambda.pid"
   wait_for "cargo lambda watch" "$lambda_port" 300

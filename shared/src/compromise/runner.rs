@@ -96,12 +96,31 @@ impl Runner {
         })
     }
 
-    /// Retires every credential of `plan`'s secret valid before now: waits for a rotation
-    /// already in progress (its pending credential predates the incident), then runs
-    /// `plan.rotations` rotations in a row. Returns the versions rotated in.
+    /// Retires every credential of `plan`'s secret valid before now: first completes a rotation
+    /// already in progress (its pending credential predates the incident; Secrets Manager mode
+    /// in AWS waits for Secrets Manager's own retry), then runs `plan.rotations` rotations in a
+    /// row. Returns the versions rotated in.
     pub async fn retire(&self, plan: &SecretPlan) -> Result<Vec<String>, CompromiseError> {
-        self.wait(&plan.secret_arn, None).await?;
         let mut versions = Vec::new();
+        if let Some(token) = self.in_progress(&plan.secret_arn).await? {
+            match (&self.start, plan.mode) {
+                // Secrets Manager retries its own rotation; it cannot be resumed from outside.
+                (Start::Aws { .. }, Mode::SecretsManager) => {
+                    self.wait(&plan.secret_arn, None).await?;
+                }
+                // The workflow (or the local stack) resumes it with its token, as a retry does.
+                _ => {
+                    tracing::info!(
+                        secret_arn = %plan.secret_arn,
+                        version = %token,
+                        "resuming the rotation in progress before retiring credentials"
+                    );
+                    self.start(plan, &token).await?;
+                    self.wait(&plan.secret_arn, Some(&token)).await?;
+                    versions.push(token);
+                }
+            }
+        }
         for _ in 0..plan.rotations {
             let token = uuid::Uuid::new_v4().to_string();
             tracing::info!(
@@ -167,6 +186,17 @@ impl Runner {
             }
         }
         Ok(())
+    }
+
+    /// The token of the rotation in progress (AWSPENDING on a version that is not AWSCURRENT).
+    async fn in_progress(&self, secret: &str) -> Result<Option<String>, CompromiseError> {
+        let metadata = SecretsManager::new(self.secrets.clone())
+            .describe(secret)
+            .await?;
+        let pending = metadata.version_with(AWSPENDING);
+        Ok(pending
+            .filter(|p| Some(*p) != metadata.version_with(AWSCURRENT))
+            .map(str::to_owned))
     }
 
     /// Waits until no rotation is in progress and, when `token` is given, until it is
