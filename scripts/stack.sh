@@ -13,6 +13,8 @@
 #
 # Ports: ROTATION_MOTO_PORT (45001), ROTATION_PG_PORT (45432), ROTATION_MYSQL_PORT (43306),
 # ROTATION_LAMBDA_PORT (49001).
+# The functions publish rotation outcomes to the EventBridge bus ROTATION_EVENT_BUS_NAME
+# (rotation-local) that the stack creates in moto; set it empty to leave events off.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 stack_dir=${ROTATION_STACK_DIR:-/tmp/secret-rotation-stack-$(printf %s "$root" | sha256sum | cut -c1-10)}
@@ -22,6 +24,7 @@ lambda_port=${ROTATION_LAMBDA_PORT:-49001}
 mysql_port=${ROTATION_MYSQL_PORT:-43306}
 rds_port=${ROTATION_RDS_RECORDER_PORT:-$((moto_port + 1))}
 log_level=${ROTATION_FUNCTION_LOG_LEVEL:-debug}
+event_bus=${ROTATION_EVENT_BUS_NAME-rotation-local}
 venv="$root/.venv"
 log() { printf '[stack] %s\n' "$*" >&2; }
 
@@ -84,6 +87,7 @@ export ROTATION_DB_HOST_OVERRIDES='*.rds.amazonaws.com:5432=127.0.0.1:$pg_port;*
 export USERNAME_CHARACTER_LIMIT='32'
 export ROTATION_RDS_ENDPOINT='http://127.0.0.1:$rds_port'
 export ROTATION_RDS_RECORD='$stack_dir/rds-requests.jsonl'
+export ROTATION_EVENT_BUS='$event_bus'
 ENV
 }
 
@@ -182,6 +186,17 @@ start_moto() {
   echo $! > "$stack_dir/rds-recorder.pid"
   wait_for "the RDS recorder" "$rds_port"
   log "moto server on 127.0.0.1:$moto_port (RDS calls recorded through 127.0.0.1:$rds_port)"
+  log "moto server on 127.0.0.1:$moto_port"
+  if [ -n "$event_bus" ]; then
+    "$venv/bin/python" - "$moto_port" "$event_bus" <<'PY'
+import sys, boto3
+events = boto3.client("events", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+if not any(b["Name"] == sys.argv[2] for b in events.list_event_buses()["EventBuses"]):
+    events.create_event_bus(Name=sys.argv[2])
+PY
+    log "EventBridge bus $event_bus in moto (rotation outcomes)"
+  fi
 }
 
 # The functions exclude no character a password may hold (§ is in no character class, and
@@ -207,6 +222,8 @@ start_lambda() {
     --env-var "ROTATION_RDS_WAIT_SECONDS=30" \
     --env-var "EXCLUDE_CHARACTERS=§" \
     --env-var "AWS_LAMBDA_LOG_LEVEL=$log_level" \
+    --env-var "ROTATION_EVENT_BUS=$ROTATION_EVENT_BUS" \
+    --env-var "ROTATION_LOCAL_LAMBDA_ENDPOINT=$ROTATION_LAMBDA_ENDPOINT" \
     >"$stack_dir/lambda.log" 2>&1 < /dev/null &
   echo $! > "$stack_dir/lambda.pid"
   wait_for "cargo lambda watch" "$lambda_port" 300

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting and lints, unit tests, and the integration tests against the
-# local stack (real PostgreSQL, moto's server, the functions under cargo lambda watch). Starts
-# the stack when it is not running and stops what it started.
+# The whole test suite: formatting and lints, the template checks (cfn-lint, checkov), unit
+# tests, the template test and the integration tests against the local stack (real PostgreSQL,
+# moto's server, the functions under cargo lambda watch), then the arm64 release build of every
+# function with its artifact size. Starts the stack when it is not running and stops what it
+# started.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+started=$(date +%s)
+started_stack=false
 if ! scripts/stack.sh running 2>/dev/null; then
+  started_stack=true
   trap 'scripts/stack.sh down' EXIT
 fi
 scripts/stack.sh up
@@ -13,4 +18,17 @@ scripts/stack.sh up
 source <(scripts/stack.sh env)
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cfn-lint infra/template.yaml"
+.venv/bin/cfn-lint infra/template.yaml
+echo "cfn-lint: no errors, no warnings"
+echo "== checkov infra/template.yaml"
+.venv/bin/checkov -f infra/template.yaml --framework cloudformation --compact --quiet --skip-download
 cargo test --workspace
+if $started_stack; then
+  # The release build needs the cores more than the stack does.
+  scripts/stack.sh down
+  trap - EXIT
+fi
+echo "== arm64 release artifacts"
+scripts/build-artifacts.sh
+echo "scripts/test.sh wall time: $(( $(date +%s) - started )) s"

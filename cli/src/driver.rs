@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::Client;
-use rotation::{RotationEvent, Step, StepReport};
+use rotation::{RotationContext, RotationEvent, Step, StepReport};
 use secrecy::SecretString;
 
 use crate::invoke::{InvokeError, LambdaInvoker};
@@ -117,12 +117,32 @@ impl LocalDriver {
         token: &str,
         rotation_token: Option<&SecretString>,
     ) -> StepRun {
+        self.step_with(
+            step,
+            secret_id,
+            token,
+            rotation_token,
+            RotationContext::default(),
+        )
+        .await
+    }
+
+    /// Runs one step, passing `context` in the event as the workflow does.
+    pub async fn step_with(
+        &self,
+        step: Step,
+        secret_id: &str,
+        token: &str,
+        rotation_token: Option<&SecretString>,
+        context: RotationContext,
+    ) -> StepRun {
         let function = self.functions.name(step);
         let event = RotationEvent {
             step,
             secret_id: secret_id.to_owned(),
             client_request_token: token.to_owned(),
             rotation_token: rotation_token.cloned(),
+            context,
         };
         let started = Instant::now();
         let result = self
@@ -144,7 +164,9 @@ impl LocalDriver {
         }
     }
 
-    /// Runs `steps` in order with `token`, stopping at the first failure.
+    /// Runs `steps` in order with `token`, stopping at the first failure. With the step
+    /// functions it passes what the workflow's state machine passes: the rotation's start and
+    /// the provider and strategy the steps reported so far.
     pub async fn run_steps(
         &self,
         steps: &[Step],
@@ -153,8 +175,20 @@ impl LocalDriver {
         rotation_token: Option<&SecretString>,
     ) -> Vec<StepRun> {
         let mut runs = Vec::with_capacity(steps.len());
+        let mut context = RotationContext::default();
+        if self.functions == Functions::PerStep {
+            context.started_at = aws_smithy_types::DateTime::from(std::time::SystemTime::now())
+                .fmt(aws_smithy_types::date_time::Format::DateTime)
+                .ok();
+        }
         for &step in steps {
-            let run = self.step(step, secret_id, token, rotation_token).await;
+            let run = self
+                .step_with(step, secret_id, token, rotation_token, context.clone())
+                .await;
+            if let (Functions::PerStep, Ok(report)) = (self.functions, &run.result) {
+                context.provider = report.provider.clone().or(context.provider);
+                context.strategy = report.strategy.clone().or(context.strategy);
+            }
             let failed = run.result.is_err();
             runs.push(run);
             if failed {

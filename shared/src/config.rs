@@ -81,6 +81,15 @@ pub const ENV_IAM_STRICT_REVOCATION: &str = "ROTATION_IAM_STRICT_REVOCATION";
 /// Environment variable: seconds setSecret waits for IAM to accept a new access key.
 pub const ENV_IAM_PROPAGATION_TIMEOUT: &str = "ROTATION_IAM_PROPAGATION_TIMEOUT_SECONDS";
 
+/// Environment variable: the EventBridge event bus (name or ARN) that receives one event per
+/// rotation outcome. Unset or empty: no event is published.
+pub const ENV_EVENT_BUS: &str = "ROTATION_EVENT_BUS";
+/// Environment variable: the CloudWatch namespace of the metrics the functions log in Embedded
+/// Metric Format.
+pub const ENV_METRICS_NAMESPACE: &str = "ROTATION_METRICS_NAMESPACE";
+/// The metrics namespace when [`ENV_METRICS_NAMESPACE`] is unset.
+pub const DEFAULT_METRICS_NAMESPACE: &str = "SecretRotation";
+
 /// Everything a step needs to know that does not come from the event or the secret.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -100,6 +109,10 @@ pub struct Config {
     pub iam_strict_revocation: bool,
     /// How long setSecret waits for IAM to accept a new access key.
     pub iam_propagation_timeout: Duration,
+    /// The event bus receiving rotation outcomes, if any.
+    pub event_bus: Option<String>,
+    /// The CloudWatch namespace of the functions' metrics.
+    pub metrics_namespace: String,
 }
 
 impl Config {
@@ -152,6 +165,18 @@ impl Config {
             },
         };
         let db_connect_timeout = Duration::from_secs(number(ENV_DB_CONNECT_TIMEOUT, 5, 1..=300)?);
+        let metrics_namespace = match lookup(ENV_METRICS_NAMESPACE) {
+            None => DEFAULT_METRICS_NAMESPACE.to_owned(),
+            Some(raw) => {
+                let name = raw.trim();
+                if name.is_empty() || name.len() > 255 || name.starts_with("AWS/") {
+                    return Err(RotationError::Config(format!(
+                        "{ENV_METRICS_NAMESPACE} must be 1 to 255 characters and not start with AWS/, got {raw:?}"
+                    )));
+                }
+                name.to_owned()
+            }
+        };
         Ok(Config {
             db_host_overrides: parse_overrides(&lookup(ENV_DB_HOST_OVERRIDES).unwrap_or_default())?,
             mysql_username_limit: usize::try_from(number(ENV_USERNAME_LIMIT, 16, 1..=255)?)
@@ -164,6 +189,10 @@ impl Config {
             db_connect_timeout,
             iam_strict_revocation,
             iam_propagation_timeout,
+            event_bus: lookup(ENV_EVENT_BUS)
+                .map(|b| b.trim().to_owned())
+                .filter(|b| !b.is_empty()),
+            metrics_namespace,
         })
     }
 }
@@ -204,17 +233,26 @@ mod tests {
         assert!(config.db_ca_file.is_none());
         assert!(!config.iam_strict_revocation);
         assert_eq!(config.iam_propagation_timeout, Duration::from_secs(30));
+        assert!(
+            config.event_bus.is_none(),
+            "no events unless a bus is named"
+        );
+        assert_eq!(config.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
         let env: HashMap<&str, &str> = [
             (ENV_DB_CONNECT_TIMEOUT, "9"),
             (ENV_DB_CA_FILE, "/tmp/ca.pem"),
             (ENV_IAM_STRICT_REVOCATION, "TRUE"),
             (ENV_IAM_PROPAGATION_TIMEOUT, "90"),
+            (ENV_EVENT_BUS, " rotation-outcomes "),
+            (ENV_METRICS_NAMESPACE, "Team/Rotation"),
         ]
         .into();
         let config = Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(config.db_connect_timeout, Duration::from_secs(9));
         assert_eq!(config.db_ca_file.unwrap(), PathBuf::from("/tmp/ca.pem"));
         assert!(config.iam_strict_revocation);
+        assert_eq!(config.event_bus.as_deref(), Some("rotation-outcomes"));
+        assert_eq!(config.metrics_namespace, "Team/Rotation");
         assert_eq!(config.iam_propagation_timeout, Duration::from_secs(90));
     }
 
@@ -242,6 +280,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains(ENV_DB_HOST_OVERRIDES), "{err}");
+        assert_eq!(config.event_bus.as_deref(), Some("rotation-outcomes"));
+        assert_eq!(config.metrics_namespace, "Team/Rotation");
+        let blank = Config::from_lookup(|k| (k == ENV_EVENT_BUS).then(|| " ".into())).unwrap();
+        assert!(
+            blank.event_bus.is_none(),
+            "an empty bus name turns events off"
+        );
+    }
+
+    #[test]
+    fn rejects_an_aws_metrics_namespace_naming_the_variable() {
+        let err =
+            Config::from_lookup(|k| (k == ENV_METRICS_NAMESPACE).then(|| "AWS/Lambda".into()))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains(ENV_METRICS_NAMESPACE), "{err}");
     }
 
     #[test]

@@ -69,6 +69,19 @@ impl FromStr for Step {
     }
 }
 
+/// What the invoker knows about the rotation beyond Secrets Manager's four fields. The workflow
+/// passes it to finishSecret (which reads no secret value) so that the rotation's outcome names
+/// its provider and duration; Secrets Manager sends none of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RotationContext {
+    /// `Provider`: the provider an earlier step reported (e.g. `postgres`).
+    pub provider: Option<String>,
+    /// `Strategy`: the strategy an earlier step reported (e.g. `alternating-users`).
+    pub strategy: Option<String>,
+    /// `StartedAt`: when the rotation started, as an RFC 3339 date-time.
+    pub started_at: Option<String>,
+}
+
 /// A rotation event: which step to run for which secret version.
 ///
 /// `RotationToken` is sensitive (it authorises PutSecretValue across accounts): it is kept as a
@@ -83,6 +96,8 @@ pub struct RotationEvent {
     pub client_request_token: String,
     /// Token to pass to PutSecretValue, when Secrets Manager sends one.
     pub rotation_token: Option<SecretString>,
+    /// What the invoker knows about the rotation (optional; see [`RotationContext`]).
+    pub context: RotationContext,
 }
 
 impl RotationEvent {
@@ -121,11 +136,31 @@ impl RotationEvent {
         let rotation_token = text("RotationToken")?
             .filter(|t| !t.is_empty())
             .map(|t| SecretString::from(t.to_owned()));
+        let started_at = text("StartedAt")?.map(str::to_owned);
+        if let Some(raw) = &started_at {
+            if aws_smithy_types::DateTime::from_str(
+                raw,
+                aws_smithy_types::date_time::Format::DateTime,
+            )
+            .is_err()
+            {
+                return Err(RotationError::InvalidEvent(
+                    "field `StartedAt`: expected an RFC 3339 date-time such as 2024-05-01T12:00:00Z"
+                        .to_owned(),
+                ));
+            }
+        }
+        let context = RotationContext {
+            provider: text("Provider")?.map(str::to_owned),
+            strategy: text("Strategy")?.map(str::to_owned),
+            started_at,
+        };
         Ok(RotationEvent {
             step,
             secret_id,
             client_request_token,
             rotation_token,
+            context,
         })
     }
 
@@ -139,6 +174,15 @@ impl RotationEvent {
         });
         if let Some(token) = &self.rotation_token {
             value["RotationToken"] = Value::String(token.expose_secret().to_owned());
+        }
+        for (field, text) in [
+            ("Provider", &self.context.provider),
+            ("Strategy", &self.context.strategy),
+            ("StartedAt", &self.context.started_at),
+        ] {
+            if let Some(text) = text {
+                value[field] = Value::String(text.clone());
+            }
         }
         value
     }
@@ -188,6 +232,23 @@ mod tests {
         let debug = format!("{event:?}");
         assert!(!debug.contains("very-sensitive-token"), "{debug}");
         assert_eq!(event.to_value()["RotationToken"], "very-sensitive-token");
+        assert_eq!(event.context, RotationContext::default());
+    }
+
+    #[test]
+    fn carries_the_workflow_context_both_ways() {
+        let value = json!({
+            "Step": "finishSecret",
+            "SecretId": "arn",
+            "ClientRequestToken": "tok",
+            "Provider": "postgres",
+            "Strategy": "single-user",
+            "StartedAt": "2024-05-01T12:00:00.123Z"
+        });
+        let event = RotationEvent::from_value(&value).unwrap();
+        assert_eq!(event.context.provider.as_deref(), Some("postgres"));
+        assert_eq!(event.context.strategy.as_deref(), Some("single-user"));
+        assert_eq!(event.to_value(), value);
     }
 
     #[test]
@@ -217,6 +278,14 @@ mod tests {
             (
                 json!({"Step": "setSecret", "SecretId": "s", "ClientRequestToken": "t", "RotationToken": 1}),
                 "`RotationToken`",
+            ),
+            (
+                json!({"Step": "finishSecret", "SecretId": "s", "ClientRequestToken": "t", "Provider": 1}),
+                "`Provider`: expected a string",
+            ),
+            (
+                json!({"Step": "finishSecret", "SecretId": "s", "ClientRequestToken": "t", "StartedAt": "yesterday"}),
+                "`StartedAt`: expected an RFC 3339",
             ),
         ];
         for (value, expected) in cases {

@@ -1,5 +1,6 @@
 //! The Lambda glue every function binary shares: logging set-up, event parsing, one log line
-//! per step, and errors that name the step.
+//! per step, one metrics line per step ([`crate::metrics`]), the rotation's outcome published
+//! to EventBridge when a bus is configured ([`crate::events`]), and errors that name the step.
 
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
@@ -7,7 +8,9 @@ use serde_json::Value;
 use crate::error::RotationError;
 use crate::event::RotationEvent;
 use crate::mode::Caller;
-use crate::protocol::Engine;
+use crate::outcome::{Status, StepOutcome};
+use crate::protocol::{Engine, StepFacts};
+use crate::report::StepReport;
 
 /// A failed invocation as Lambda reports it: `errorType` is the kind of failure
 /// ([`RotationError::kind`]), `errorMessage` names the step and the secret.
@@ -55,7 +58,15 @@ pub async fn handle(
         }
     })?;
     let started = std::time::Instant::now();
-    match engine.run(&event, caller).await {
+    let mut facts = StepFacts::default();
+    let result = engine.run_with_facts(&event, caller, &mut facts).await;
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let outcome = step_outcome(caller, &event, &facts, &result, duration_ms);
+    crate::metrics::emit(&engine.config.metrics_namespace, &outcome);
+    if let Some(publisher) = &engine.publisher {
+        publisher.publish(&outcome).await;
+    }
+    match result {
         Ok(report) => {
             tracing::info!(
                 secret_arn = %report.secret_arn,
@@ -74,7 +85,6 @@ pub async fn handle(
             })
         }
         Err(e) => {
-            let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             tracing::error!(
                 secret_id = %event.secret_id,
                 step = %event.step,
@@ -87,6 +97,49 @@ pub async fn handle(
             );
             Err(failure(&event, &e))
         }
+    }
+}
+
+/// The facts of one invocation that its metrics and its outcome event carry.
+fn step_outcome(
+    caller: Caller,
+    event: &RotationEvent,
+    facts: &StepFacts,
+    result: &Result<StepReport, RotationError>,
+    step_duration_ms: u64,
+) -> StepOutcome {
+    let (status, provider, strategy, error) = match result {
+        Ok(report) if facts.finished_rotation => (
+            Status::Succeeded,
+            report.provider.clone(),
+            report.strategy.clone(),
+            None,
+        ),
+        Ok(report) => (
+            Status::StepDone,
+            report.provider.clone(),
+            report.strategy.clone(),
+            None,
+        ),
+        Err(e) => (Status::Failed, None, None, Some(e)),
+    };
+    StepOutcome {
+        status,
+        function: caller.function_name(),
+        step: event.step,
+        secret_arn: facts
+            .secret_arn
+            .clone()
+            .unwrap_or_else(|| event.secret_id.clone()),
+        secret_name: facts.secret_name.clone(),
+        mode: facts.mode,
+        version: event.client_request_token.clone(),
+        provider,
+        strategy,
+        step_duration_ms,
+        rotation_duration_ms: facts.rotation_duration_ms,
+        error_type: error.map(RotationError::kind),
+        error_message: error.map(|e| failure(event, e).message),
     }
 }
 

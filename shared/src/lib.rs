@@ -8,8 +8,11 @@ pub mod aws_error;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod events;
 pub mod lambda;
+pub mod metrics;
 pub mod mode;
+pub mod outcome;
 pub mod password;
 pub mod protocol;
 pub mod providers;
@@ -17,7 +20,10 @@ pub mod report;
 pub mod secrets_manager;
 pub mod tls;
 
+#[cfg(feature = "compromise")]
+pub mod compromise;
+
 pub use error::RotationError;
-pub use event::{RotationEvent, Step};
+pub use event::{RotationContext, RotationEvent, Step};
 pub use mode::{Caller, Mode};
 pub use report::{Outcome, StepReport};

@@ -8,14 +8,15 @@
 //! UpdateSecretVersionStage). AWS's templates make about 14.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use rustls::ClientConfig;
 
 use crate::config::Config;
 use crate::error::{Result, RotationError};
 use crate::event::{RotationEvent, Step};
-use crate::mode::Caller;
+use crate::events::OutcomePublisher;
+use crate::mode::{Caller, Mode};
 use crate::providers::{self, StepContext};
 use crate::report::{Outcome, StepReport};
 use crate::secrets_manager::{SecretMetadata, SecretsManager, AWSCURRENT, AWSPENDING};
@@ -31,6 +32,25 @@ pub struct Engine {
     pub config: Config,
     /// TLS for database connections.
     pub tls: Arc<ClientConfig>,
+    /// Where rotation outcomes are published, when `ROTATION_EVENT_BUS` names a bus.
+    pub publisher: Option<OutcomePublisher>,
+}
+
+/// What a step learned about the secret and the rotation, for metrics and events, filled in as
+/// far as the step got before it failed.
+#[derive(Debug, Clone, Default)]
+pub struct StepFacts {
+    /// The secret's ARN, once DescribeSecret answered.
+    pub secret_arn: Option<String>,
+    /// The secret's name, once DescribeSecret answered.
+    pub secret_name: Option<String>,
+    /// The secret's rotation mode, when its tag is valid.
+    pub mode: Option<Mode>,
+    /// Whether this step finished the rotation (finishSecret moved AWSCURRENT or completed a
+    /// finish that had stopped half-way).
+    pub finished_rotation: bool,
+    /// The whole rotation's wall time, when this step finished it and its start is known.
+    pub rotation_duration_ms: Option<u64>,
 }
 
 impl Engine {
@@ -43,6 +63,10 @@ impl Engine {
         let aws = aws_config::load_from_env().await;
         Ok(Engine {
             client: aws_sdk_secretsmanager::Client::new(&aws),
+            publisher: config
+                .event_bus
+                .clone()
+                .map(|bus| OutcomePublisher::new(&aws, bus)),
             aws,
             config,
             tls,
@@ -53,6 +77,17 @@ impl Engine {
     /// runs any step of a Secrets Manager mode secret, a step function only its own step of a
     /// workflow mode secret.
     pub async fn run(&self, event: &RotationEvent, caller: Caller) -> Result<StepReport> {
+        self.run_with_facts(event, caller, &mut StepFacts::default())
+            .await
+    }
+
+    /// [`Engine::run`], recording in `facts` what the step learned (also when it fails).
+    pub async fn run_with_facts(
+        &self,
+        event: &RotationEvent,
+        caller: Caller,
+        facts: &mut StepFacts,
+    ) -> Result<StepReport> {
         if let Caller::Step(expected) = caller {
             if expected != event.step {
                 return Err(RotationError::WrongStep {
@@ -64,6 +99,9 @@ impl Engine {
         let started = Instant::now();
         let sm = SecretsManager::new(self.client.clone());
         let metadata = sm.describe(&event.secret_id).await?;
+        facts.secret_arn = Some(metadata.arn.clone());
+        facts.secret_name = Some(metadata.name.clone());
+        facts.mode = Mode::of(&metadata.tags, &metadata.arn).ok();
         crate::mode::check(caller, &metadata)?;
         let mut report = StepReport {
             step: event.step.as_str().to_owned(),
@@ -86,16 +124,30 @@ impl Engine {
         };
         report.outcome = match check_token(&metadata, event)? {
             TokenState::AlreadyCurrent => {
-                finish_leftover(&sm, &metadata, event).await?;
+                facts.finished_rotation = finish_leftover(&sm, &metadata, event).await?;
                 Outcome::AlreadyCurrent
             }
             TokenState::Pending { has_version } => match event.step {
                 Step::Create => create(&ctx, event, has_version, &mut report).await?,
                 Step::Set => set(&ctx, event, &mut report).await?,
                 Step::Test => test(&ctx, event, &mut report).await?,
-                Step::Finish => finish(&sm, &metadata, event).await?,
+                Step::Finish => {
+                    facts.finished_rotation = true;
+                    finish(&sm, &metadata, event).await?
+                }
             },
         };
+        if facts.finished_rotation {
+            let summary = summarize(&ctx, event, caller).await;
+            report.provider = summary.provider;
+            report.strategy = summary.strategy;
+            facts.rotation_duration_ms = summary.started.and_then(|started| {
+                SystemTime::now()
+                    .duration_since(started)
+                    .ok()
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            });
+        }
         report.warnings = ctx.warnings.into_inner().unwrap_or_default();
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         report.secrets_manager_calls = sm.calls();
@@ -131,12 +183,12 @@ fn check_token(metadata: &SecretMetadata, event: &RotationEvent) -> Result<Token
 }
 
 /// A token that is AWSCURRENT but still AWSPENDING: finishSecret crashed between its two label
-/// moves. Any step that sees it completes the finish.
+/// moves. Any step that sees it completes the finish. Returns whether it did.
 async fn finish_leftover(
     sm: &SecretsManager,
     metadata: &SecretMetadata,
     event: &RotationEvent,
-) -> Result<()> {
+) -> Result<bool> {
     let stages = metadata
         .stages_of(&event.client_request_token)
         .unwrap_or_default();
@@ -148,8 +200,59 @@ async fn finish_leftover(
             Some(&event.client_request_token),
         )
         .await?;
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
+}
+
+/// What the outcome of a finished rotation reports beyond the finish step's own work.
+struct Summary {
+    provider: Option<String>,
+    strategy: Option<String>,
+    started: Option<SystemTime>,
+}
+
+/// The provider, strategy and start of a rotation that just finished. The workflow passes them
+/// in the event (finish-secret reads no secret value). Without them, the `rotate` function, which
+/// reads secret values in every other step anyway, reads the new version once: its value names
+/// the provider, its creation date is the rotation's start. Best effort: the rotation is done,
+/// so a failure here only leaves the fields out (and is logged).
+async fn summarize(ctx: &StepContext<'_>, event: &RotationEvent, caller: Caller) -> Summary {
+    let context = &event.context;
+    let started = context.started_at.as_deref().and_then(|raw| {
+        aws_smithy_types::DateTime::from_str(raw, aws_smithy_types::date_time::Format::DateTime)
+            .ok()
+            .and_then(|d| SystemTime::try_from(d).ok())
+    });
+    let mut summary = Summary {
+        provider: context.provider.clone(),
+        strategy: context.strategy.clone(),
+        started,
+    };
+    if caller != Caller::Rotate || summary.provider.is_some() {
+        return summary;
+    }
+    let arn = &ctx.secret.arn;
+    let read = ctx
+        .secrets_manager
+        .get_dated_value(arn, &event.client_request_token, AWSCURRENT)
+        .await
+        .and_then(|(value, created)| {
+            providers::profile(&value, arn, AWSCURRENT).map(|profile| (profile, created))
+        });
+    match read {
+        Ok((profile, created)) => {
+            summary.provider = Some(profile.provider.to_owned());
+            summary.strategy = Some(profile.strategy.to_owned());
+            summary.started = summary.started.or(created);
+        }
+        Err(e) => tracing::warn!(
+            secret_arn = %arn,
+            error = %e,
+            "the rotation finished, but its provider and duration are unknown"
+        ),
+    }
+    summary
 }
 
 async fn create(

@@ -150,6 +150,36 @@ impl SecretsManager {
         }
     }
 
+    /// GetSecretValue of version `version_id` with `stage`, with the version's creation time.
+    pub async fn get_dated_value(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+        stage: &str,
+    ) -> Result<(SecretString, Option<std::time::SystemTime>)> {
+        self.count();
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .version_id(version_id)
+            .version_stage(stage)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetSecretValue", secret_id, e))?;
+        let value = out.secret_string().ok_or_else(|| {
+            RotationError::invalid_secret(
+                secret_id,
+                stage,
+                "the version holds a binary secret; rotation needs a JSON SecretString",
+            )
+        })?;
+        let created = out
+            .created_date()
+            .and_then(|d| std::time::SystemTime::try_from(*d).ok());
+        Ok((SecretString::from(value.to_owned()), created))
+    }
+
     /// GetSecretValue that must find a value, with an error naming what was missing.
     pub async fn require_value(
         &self,

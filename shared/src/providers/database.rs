@@ -171,6 +171,20 @@ async fn login<D: Database>(
     D::connect(ctx, &endpoint, &who(credential, user, &endpoint), password).await
 }
 
+/// The profile of a database secret: provider, strategy, rotations that retire every password.
+pub fn profile<D: Database>(
+    fields: Map<String, Value>,
+    secret: &str,
+    version: &str,
+) -> Result<super::Profile> {
+    let parsed = DatabaseSecret::parse(fields, secret, version, D::DEFAULT_PORT)?;
+    Ok(super::Profile {
+        provider: D::PROVIDER,
+        strategy: parsed.strategy.as_str(),
+        rotations_to_retire: parsed.strategy.rotations_to_retire(&parsed.engine),
+    })
+}
+
 /// createSecret: the next version with a new password (and, alternating, the other user).
 pub async fn create<D: Database>(
     ctx: &StepContext<'_>,
@@ -396,6 +410,41 @@ mod tests {
 
     fn secret(value: serde_json::Value) -> DatabaseSecret {
         DatabaseSecret::parse(value.as_object().unwrap().clone(), "s", AWSPENDING, 5432).unwrap()
+    }
+
+    #[test]
+    fn dual_phase_secrets_need_two_rotations_to_retire_every_password() {
+        let profile_of = |value: serde_json::Value| {
+            let text = SecretString::from(value.to_string());
+            crate::providers::profile(&text, "arn", "AWSCURRENT").unwrap()
+        };
+        let single = serde_json::json!({"engine": "postgres", "host": "h", "username": "u", "password": "p"});
+        let mut alternating = single.clone();
+        alternating["masterarn"] = "arn:master".into();
+        let mut mariadb = single.clone();
+        mariadb["engine"] = "mariadb".into();
+        let mut mysql = single.clone();
+        mysql["engine"] = "mysql".into();
+        let mut rds_master = single.clone();
+        rds_master["strategy"] = "rds-master".into();
+        rds_master["dbInstanceIdentifier"] = "db1".into();
+        for (value, provider, strategy, rotations) in [
+            (single, "postgres", "single-user", 1),
+            (alternating, "postgres", "alternating-users", 2),
+            (mariadb, "mysql", "single-user", 1),
+            (mysql, "mysql", "single-user", 2),
+            (rds_master, "postgres", "rds-master", 1),
+        ] {
+            let profile = profile_of(value);
+            assert_eq!(
+                (
+                    profile.provider,
+                    profile.strategy,
+                    profile.rotations_to_retire
+                ),
+                (provider, strategy, rotations)
+            );
+        }
     }
 
     #[test]

@@ -34,6 +34,17 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// Rotations in a row that retire every password valid before the first of them: 2 when
+    /// the previous password stays valid until the next rotation (alternating users; MySQL's
+    /// `RETAIN CURRENT PASSWORD`, which the engine `mysql` / `aurora-mysql` may use), else 1.
+    pub fn rotations_to_retire(self, engine: &str) -> u8 {
+        match self {
+            Strategy::AlternatingUsers => 2,
+            Strategy::SingleUser if matches!(engine, "mysql" | "aurora-mysql") => 2,
+            Strategy::SingleUser | Strategy::RdsMaster => 1,
+        }
+    }
+
     /// Name for reports, logs and the `strategy` field.
     pub fn as_str(self) -> &'static str {
         match self {

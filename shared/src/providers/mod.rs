@@ -133,6 +133,41 @@ impl ProviderKind {
     }
 }
 
+/// What a secret's value says about how it is rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    /// Provider name, e.g. `postgres`.
+    pub provider: &'static str,
+    /// Strategy, e.g. `single-user` or `alternating-users`.
+    pub strategy: &'static str,
+    /// How many rotations in a row retire every credential that was valid before the first of
+    /// them: 1 for a single-phase strategy (the old credential stops working during the
+    /// rotation), 2 for a dual-phase one (the previous credential stays valid until the next
+    /// rotation replaces it).
+    pub rotations_to_retire: u8,
+}
+
+/// The profile of a secret value (the provider's view of it), naming the field that is wrong.
+pub fn profile(value: &SecretString, secret: &str, version: &str) -> Result<Profile> {
+    let fields = parse_object(value, secret, version)?;
+    match ProviderKind::of(&fields, secret, version)? {
+        ProviderKind::Postgres => database::profile::<postgres::Postgres>(fields, secret, version),
+        ProviderKind::MySql => database::profile::<mysql::MySql>(fields, secret, version),
+        // The previous key stays valid until the next rotation deletes it.
+        ProviderKind::IamAccessKey => Ok(Profile {
+            provider: iam_secret::PROVIDER,
+            strategy: "dual-phase",
+            rotations_to_retire: 2,
+        }),
+        // A rotation makes a new key active; older keys only decrypt until retention ends.
+        ProviderKind::Keyring => Ok(Profile {
+            provider: rotation_keyring::PROVIDER,
+            strategy: "keyring",
+            rotations_to_retire: 1,
+        }),
+    }
+}
+
 /// Parses a secret's JSON text into an object, without ever quoting the text in an error.
 pub fn parse_object(
     value: &SecretString,

@@ -1,0 +1,104 @@
+//! The compromise function's glue: parse the request, plan every selected secret, retire each
+//! one's credentials, log one line per secret and answer with the report. One secret's failure
+//! does not stop the others; the invocation fails (so EventBridge retries it) when any failed.
+
+use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
+use serde_json::{json, Value};
+
+use super::error::CompromiseError;
+use super::plan;
+use super::request::CompromiseRequest;
+use super::runner::Runner;
+use crate::secrets_manager::SecretsManager;
+
+/// Runs the compromise function's Lambda runtime loop.
+pub async fn serve() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let aws = aws_config::load_from_env().await;
+    let runner = Runner::from_env(&aws).inspect_err(|e| {
+        tracing::error!(error = %e, "cannot start the compromise function");
+    })?;
+    let client = aws_sdk_secretsmanager::Client::new(&aws);
+    let (runner, client) = (&runner, &client);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        respond(client, runner, &event.payload).await
+    }))
+    .await
+}
+
+/// Handles one compromise event.
+pub async fn respond(
+    client: &aws_sdk_secretsmanager::Client,
+    runner: &Runner,
+    payload: &Value,
+) -> Result<Value, Diagnostic> {
+    let diagnostic = |e: &CompromiseError| Diagnostic {
+        error_type: e.kind().to_owned(),
+        error_message: e.to_string(),
+    };
+    let request = CompromiseRequest::from_value(payload).map_err(|e| {
+        tracing::error!(error = %e, "rejected an invalid compromise request");
+        diagnostic(&e)
+    })?;
+    let incident = request.incident.clone().unwrap_or_else(|| "-".to_owned());
+    let secrets = plan::select(client, &request).await.map_err(|e| {
+        tracing::error!(incident = %incident, error = %e, "cannot select the compromised secrets");
+        diagnostic(&e)
+    })?;
+    let mut retired = Vec::new();
+    let mut failed = Vec::new();
+    for secret in &secrets {
+        let sm = SecretsManager::new(client.clone());
+        let result = match plan::plan(&sm, secret).await {
+            Ok(plan) => runner.retire(&plan).await.map(|versions| (plan, versions)),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok((plan, versions)) => {
+                tracing::info!(
+                    incident = %incident,
+                    secret_arn = %plan.secret_arn,
+                    mode = %plan.mode,
+                    provider = plan.provider,
+                    strategy = plan.strategy,
+                    rotations = plan.rotations,
+                    "retired every credential valid before the incident"
+                );
+                retired.push(json!({"plan": plan, "versions": versions}));
+            }
+            Err(e) => {
+                tracing::error!(
+                    incident = %incident,
+                    secret_id = %secret,
+                    error_type = e.kind(),
+                    error = %e,
+                    "cannot retire the compromised credentials"
+                );
+                failed.push(
+                    json!({"secretId": secret, "errorType": e.kind(), "error": e.to_string()}),
+                );
+            }
+        }
+    }
+    if !failed.is_empty() {
+        let names: Vec<&str> = failed
+            .iter()
+            .filter_map(|f| f["secretId"].as_str())
+            .collect();
+        return Err(Diagnostic {
+            error_type: "CompromiseResponseFailed".to_owned(),
+            error_message: format!(
+                "incident {incident}: {} of {} secrets still hold credentials valid before the incident: {}; {}",
+                failed.len(),
+                secrets.len(),
+                names.join(", "),
+                failed
+                    .iter()
+                    .filter_map(|f| f["error"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        });
+    }
+    Ok(json!({"incident": request.incident, "retired": retired}))
+}

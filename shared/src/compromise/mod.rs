@@ -1,0 +1,22 @@
+//! Compromise response: rotate, right away, every secret an incident names, as many times as its
+//! provider needs so that no credential valid before the incident still works afterwards.
+//!
+//! - [`request`]: the "Secret Compromised" event (secrets named by ARN or by tags).
+//! - [`plan`]: which secrets, in which mode, and how many rotations each needs (1 for a
+//!   single-phase provider, 2 for a dual-phase one such as alternating users).
+//! - [`runner`]: starts one rotation the way the secret's mode does (Secrets Manager's
+//!   RotateSecret, or the workflow's state machine) and waits until its version is AWSCURRENT.
+//! - [`lambda`]: the function's glue (`functions/compromise`).
+//!
+//! The same pieces serve an on-call command line: resolve a request, print the plan, run it.
+
+pub mod error;
+pub mod lambda;
+pub mod plan;
+pub mod request;
+pub mod runner;
+
+pub use error::CompromiseError;
+pub use plan::SecretPlan;
+pub use request::CompromiseRequest;
+pub use runner::Runner;

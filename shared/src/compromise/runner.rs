@@ -1,0 +1,304 @@
+//! Running the rotations a [`SecretPlan`] asks for, one after the other: each is started the
+//! way the secret's mode starts rotations, and the next starts only when the previous one's
+//! version is AWSCURRENT.
+//!
+//! - In AWS, a Secrets Manager mode secret is rotated with RotateSecret (Secrets Manager then
+//!   invokes `rotate`), a workflow mode secret by starting the workflow's state machine
+//!   (`ROTATION_STATE_MACHINE_ARN`) with the new version's token.
+//! - On the local stack (`ROTATION_LOCAL_LAMBDA_ENDPOINT` set: moto runs neither Secrets
+//!   Manager's rotation nor Step Functions), the runner plays their part and invokes the
+//!   functions of the secret's mode, step by step, through the Lambda Invoke API.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+
+use super::error::CompromiseError;
+use super::plan::SecretPlan;
+use crate::event::{RotationContext, RotationEvent, Step};
+use crate::mode::{Caller, Mode};
+use crate::secrets_manager::{SecretMetadata, SecretsManager, AWSCURRENT, AWSPENDING};
+
+/// Environment variable: the workflow's state machine, for workflow mode secrets.
+pub const ENV_STATE_MACHINE_ARN: &str = "ROTATION_STATE_MACHINE_ARN";
+/// Environment variable (local stack only): the Lambda Invoke API serving the functions.
+pub const ENV_LOCAL_LAMBDA_ENDPOINT: &str = "ROTATION_LOCAL_LAMBDA_ENDPOINT";
+/// Environment variable: seconds one rotation may take before the response gives up on it.
+pub const ENV_TIMEOUT: &str = "ROTATION_COMPROMISE_TIMEOUT_SECONDS";
+
+/// How rotations are started.
+#[derive(Debug, Clone)]
+enum Start {
+    Aws {
+        sfn: aws_sdk_sfn::Client,
+        state_machine_arn: Option<String>,
+    },
+    Local {
+        endpoint: String,
+        http: reqwest::Client,
+    },
+}
+
+/// Runs rotations and waits for them.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    secrets: aws_sdk_secretsmanager::Client,
+    start: Start,
+    timeout: Duration,
+    poll: Duration,
+}
+
+impl Runner {
+    /// A runner configured from the environment, naming the variable that is wrong.
+    pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, CompromiseError> {
+        Self::from_lookup(aws, |name| std::env::var(name).ok())
+    }
+
+    /// A runner configured through `lookup`.
+    pub fn from_lookup(
+        aws: &aws_config::SdkConfig,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, CompromiseError> {
+        let timeout = match lookup(ENV_TIMEOUT) {
+            None => Duration::from_secs(600),
+            Some(raw) => match raw.trim().parse::<u64>() {
+                Ok(secs) if (1..=900).contains(&secs) => Duration::from_secs(secs),
+                _ => {
+                    return Err(CompromiseError::Configuration(format!(
+                        "{ENV_TIMEOUT} must be a whole number of seconds from 1 to 900, got {raw:?}"
+                    )))
+                }
+            },
+        };
+        let nonempty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let start = match nonempty(ENV_LOCAL_LAMBDA_ENDPOINT) {
+            Some(endpoint) => Start::Local {
+                endpoint: endpoint.trim_end_matches('/').to_owned(),
+                http: reqwest::Client::builder()
+                    .timeout(timeout)
+                    .build()
+                    .map_err(|e| CompromiseError::Configuration(format!("HTTP client: {e}")))?,
+            },
+            None => Start::Aws {
+                sfn: aws_sdk_sfn::Client::new(aws),
+                state_machine_arn: nonempty(ENV_STATE_MACHINE_ARN),
+            },
+        };
+        let poll = match start {
+            Start::Local { .. } => Duration::from_millis(200),
+            Start::Aws { .. } => Duration::from_secs(2),
+        };
+        Ok(Runner {
+            secrets: aws_sdk_secretsmanager::Client::new(aws),
+            start,
+            timeout,
+            poll,
+        })
+    }
+
+    /// Retires every credential of `plan`'s secret valid before now: first completes a rotation
+    /// already in progress (its pending credential predates the incident; Secrets Manager mode
+    /// in AWS waits for Secrets Manager's own retry), then runs `plan.rotations` rotations in a
+    /// row. Returns the versions rotated in.
+    pub async fn retire(&self, plan: &SecretPlan) -> Result<Vec<String>, CompromiseError> {
+        let mut versions = Vec::new();
+        if let Some(token) = self.in_progress(&plan.secret_arn).await? {
+            match (&self.start, plan.mode) {
+                // Secrets Manager retries its own rotation; it cannot be resumed from outside.
+                (Start::Aws { .. }, Mode::SecretsManager) => {
+                    self.wait(&plan.secret_arn, None).await?;
+                }
+                // The workflow (or the local stack) resumes it with its token, as a retry does.
+                _ => {
+                    tracing::info!(
+                        secret_arn = %plan.secret_arn,
+                        version = %token,
+                        "resuming the rotation in progress before retiring credentials"
+                    );
+                    self.start(plan, &token).await?;
+                    self.wait(&plan.secret_arn, Some(&token)).await?;
+                    versions.push(token);
+                }
+            }
+        }
+        for _ in 0..plan.rotations {
+            let token = uuid::Uuid::new_v4().to_string();
+            tracing::info!(
+                secret_arn = %plan.secret_arn,
+                mode = %plan.mode,
+                version = %token,
+                "starting a rotation to retire compromised credentials"
+            );
+            self.start(plan, &token).await?;
+            self.wait(&plan.secret_arn, Some(&token)).await?;
+            versions.push(token);
+        }
+        Ok(versions)
+    }
+
+    async fn start(&self, plan: &SecretPlan, token: &str) -> Result<(), CompromiseError> {
+        let failed = |detail: String| CompromiseError::Start {
+            secret: plan.secret_arn.clone(),
+            version: token.to_owned(),
+            detail,
+        };
+        match (&self.start, plan.mode) {
+            (Start::Aws { .. }, Mode::SecretsManager) => {
+                self.secrets
+                    .rotate_secret()
+                    .secret_id(&plan.secret_arn)
+                    .client_request_token(token)
+                    .rotate_immediately(true)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        failed(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())
+                    })?;
+            }
+            (
+                Start::Aws {
+                    sfn,
+                    state_machine_arn,
+                },
+                Mode::Workflow,
+            ) => {
+                let arn = state_machine_arn.as_deref().ok_or_else(|| {
+                    CompromiseError::Configuration(format!(
+                        "{ENV_STATE_MACHINE_ARN} is not set: workflow mode secrets cannot be rotated"
+                    ))
+                })?;
+                let input = serde_json::json!({
+                    "SecretId": plan.secret_arn,
+                    "ClientRequestToken": token,
+                });
+                sfn.start_execution()
+                    .state_machine_arn(arn)
+                    .name(format!("compromise-{token}"))
+                    .input(input.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| failed(aws_sdk_sfn::error::DisplayErrorContext(e).to_string()))?;
+            }
+            (Start::Local { endpoint, http }, mode) => {
+                invoke_steps(http, endpoint, mode, &plan.secret_arn, token)
+                    .await
+                    .map_err(failed)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The token of the rotation in progress (AWSPENDING on a version that is not AWSCURRENT).
+    async fn in_progress(&self, secret: &str) -> Result<Option<String>, CompromiseError> {
+        let metadata = SecretsManager::new(self.secrets.clone())
+            .describe(secret)
+            .await?;
+        let pending = metadata.version_with(AWSPENDING);
+        Ok(pending
+            .filter(|p| Some(*p) != metadata.version_with(AWSCURRENT))
+            .map(str::to_owned))
+    }
+
+    /// Waits until no rotation is in progress and, when `token` is given, until it is
+    /// AWSCURRENT.
+    async fn wait(&self, secret: &str, token: Option<&str>) -> Result<(), CompromiseError> {
+        let started = Instant::now();
+        loop {
+            let metadata = SecretsManager::new(self.secrets.clone())
+                .describe(secret)
+                .await?;
+            let current = metadata.version_with(AWSCURRENT);
+            let pending = metadata.version_with(AWSPENDING);
+            let in_progress = pending.is_some() && pending != current;
+            let done = match token {
+                Some(token) => current == Some(token) && pending.is_none(),
+                None => !in_progress,
+            };
+            if done {
+                return Ok(());
+            }
+            if started.elapsed() >= self.timeout {
+                return Err(CompromiseError::Timeout {
+                    secret: metadata.arn.clone(),
+                    version: token.or(pending).unwrap_or("-").to_owned(),
+                    waited: self.timeout,
+                    state: describe_labels(&metadata),
+                });
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+}
+
+fn describe_labels(metadata: &SecretMetadata) -> String {
+    let mut labels: Vec<String> = metadata
+        .versions
+        .iter()
+        .filter(|(_, stages)| !stages.is_empty())
+        .map(|(id, stages)| format!("{id}: {}", stages.join(",")))
+        .collect();
+    labels.sort();
+    labels.join("; ")
+}
+
+/// Local stack only: the four steps through the Lambda Invoke API, as Secrets Manager (the
+/// `rotate` function) or the state machine (the step functions, with the context it passes)
+/// would invoke them.
+async fn invoke_steps(
+    http: &reqwest::Client,
+    endpoint: &str,
+    mode: Mode,
+    secret: &str,
+    token: &str,
+) -> Result<(), String> {
+    let started_at = aws_smithy_types::DateTime::from(SystemTime::now())
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .map_err(|e| e.to_string())?;
+    let mut context = RotationContext {
+        started_at: (mode == Mode::Workflow).then_some(started_at),
+        ..RotationContext::default()
+    };
+    for step in Step::ALL {
+        let caller = match mode {
+            Mode::SecretsManager => Caller::Rotate,
+            Mode::Workflow => Caller::Step(step),
+        };
+        let event = RotationEvent {
+            step,
+            secret_id: secret.to_owned(),
+            client_request_token: token.to_owned(),
+            rotation_token: None,
+            context: context.clone(),
+        };
+        let function = caller.function_name();
+        let url = format!("{endpoint}/2015-03-31/functions/{function}/invocations");
+        let response = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(event.to_value().to_string())
+            .send()
+            .await
+            .map_err(|e| format!("{function}: {e}"))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            return Err(format!(
+                "{function} failed {}: {}: {}",
+                step,
+                body["errorType"].as_str().unwrap_or("Unhandled"),
+                body["errorMessage"].as_str().unwrap_or("no message")
+            ));
+        }
+        if mode == Mode::Workflow {
+            for (field, slot) in [
+                ("provider", &mut context.provider),
+                ("strategy", &mut context.strategy),
+            ] {
+                if let Some(value) = body[field].as_str() {
+                    *slot = Some(value.to_owned());
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! What one step invocation tells the outside world about a rotation: the facts the functions
+//! log as metrics and publish as an EventBridge event. Never a secret value: names, ARNs, the
+//! version id, the provider, durations and the error's kind and message (which carry no secret,
+//! see [`crate::error`]).
+
+use serde_json::{json, Value};
+
+use crate::event::Step;
+use crate::mode::Mode;
+
+/// The `source` of the outcome events the functions publish.
+pub const EVENT_SOURCE: &str = "secret-rotation";
+/// `detail-type` of the event published when a rotation finished.
+pub const DETAIL_TYPE_SUCCEEDED: &str = "Secret Rotation Succeeded";
+/// `detail-type` of the event published when a step failed.
+pub const DETAIL_TYPE_FAILED: &str = "Secret Rotation Failed";
+
+/// How a step invocation ended, seen as part of a rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The step succeeded and the rotation goes on (create, set, test).
+    StepDone,
+    /// The step finished the rotation: the new version is AWSCURRENT.
+    Succeeded,
+    /// The step failed: the rotation stops here (the invoker may retry it).
+    Failed,
+}
+
+impl Status {
+    /// Lowercase name for events and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::StepDone => "step_done",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// The facts about one step invocation that metrics and events carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepOutcome {
+    /// How it ended.
+    pub status: Status,
+    /// The function that ran (`rotate`, `finish-secret`, ...).
+    pub function: &'static str,
+    /// The step.
+    pub step: Step,
+    /// The secret's ARN (the event's SecretId when DescribeSecret did not answer).
+    pub secret_arn: String,
+    /// The secret's name, when DescribeSecret answered.
+    pub secret_name: Option<String>,
+    /// The secret's rotation mode, when known.
+    pub mode: Option<Mode>,
+    /// The version being rotated in (the ClientRequestToken; not secret).
+    pub version: String,
+    /// The provider, when known.
+    pub provider: Option<String>,
+    /// The provider's strategy, when known.
+    pub strategy: Option<String>,
+    /// Wall time of this step.
+    pub step_duration_ms: u64,
+    /// Wall time of the whole rotation, when this step finished it and its start is known.
+    pub rotation_duration_ms: Option<u64>,
+    /// The kind of failure ([`crate::RotationError::kind`]).
+    pub error_type: Option<&'static str>,
+    /// The failure's message (names the step and the secret, never a secret value).
+    pub error_message: Option<String>,
+}
+
+impl StepOutcome {
+    /// The secret's name for metric dimensions: its name, else the id the event gave.
+    pub fn secret_label(&self) -> &str {
+        self.secret_name.as_deref().unwrap_or(&self.secret_arn)
+    }
+
+    /// The EventBridge `detail-type` of this outcome, or None when it is no rotation outcome
+    /// (a step in the middle of a rotation that succeeded).
+    pub fn detail_type(&self) -> Option<&'static str> {
+        match self.status {
+            Status::StepDone => None,
+            Status::Succeeded => Some(DETAIL_TYPE_SUCCEEDED),
+            Status::Failed => Some(DETAIL_TYPE_FAILED),
+        }
+    }
+
+    /// The event's `detail` (the schema is documented in the README).
+    pub fn detail(&self) -> Value {
+        json!({
+            "status": self.status.as_str(),
+            "secretArn": self.secret_arn,
+            "secretName": self.secret_name,
+            "mode": self.mode.map(Mode::as_str),
+            "function": self.function,
+            "step": self.step.as_str(),
+            "version": self.version,
+            "provider": self.provider,
+            "strategy": self.strategy,
+            "stepDurationMs": self.step_duration_ms,
+            "rotationDurationMs": self.rotation_duration_ms,
+            "errorType": self.error_type,
+            "errorMessage": self.error_message,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A finished rotation's outcome.
+    pub(crate) fn succeeded() -> StepOutcome {
+        StepOutcome {
+            status: Status::Succeeded,
+            function: "rotate",
+            step: Step::Finish,
+            secret_arn: "arn:aws:secretsmanager:us-east-1:1:secret:app-AbCdEf".into(),
+            secret_name: Some("app".into()),
+            mode: Some(Mode::SecretsManager),
+            version: "v2".into(),
+            provider: Some("postgres".into()),
+            strategy: Some("single-user".into()),
+            step_duration_ms: 12,
+            rotation_duration_ms: Some(340),
+            error_type: None,
+            error_message: None,
+        }
+    }
+
+    #[test]
+    fn only_rotation_outcomes_are_events() {
+        let mut outcome = succeeded();
+        assert_eq!(outcome.detail_type(), Some(DETAIL_TYPE_SUCCEEDED));
+        let detail = outcome.detail();
+        assert_eq!(detail["status"], "succeeded");
+        assert_eq!(detail["provider"], "postgres");
+        assert_eq!(detail["rotationDurationMs"], 340);
+        assert_eq!(detail["mode"], "secrets-manager");
+        outcome.status = Status::StepDone;
+        assert_eq!(outcome.detail_type(), None);
+        outcome.status = Status::Failed;
+        assert_eq!(outcome.detail_type(), Some(DETAIL_TYPE_FAILED));
+    }
+}

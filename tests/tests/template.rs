@@ -1,0 +1,533 @@
+//! The SAM template (infra/template.yaml), read as YAML with CloudFormation's short-form tags
+//! turned into their long forms, asserts the security-relevant facts: one role per function,
+//! who may write and read secret values, where the VPC goes, and the workflow's task order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Map, Value};
+use serde_yaml_ng::value::TaggedValue;
+
+/// Every function: logical id and the Cargo package its CodeUri names.
+const FUNCTIONS: [(&str, &str); 6] = [
+    ("RotateFunction", "rotate"),
+    ("CreateSecretFunction", "create-secret"),
+    ("SetSecretFunction", "set-secret"),
+    ("TestSecretFunction", "test-secret"),
+    ("FinishSecretFunction", "finish-secret"),
+    ("CompromiseFunction", "compromise"),
+];
+
+/// Converts YAML to JSON, turning `!Ref x` into `{"Ref": x}` and `!Name v` into
+/// `{"Fn::Name": v}` (`!GetAtt A.B` into `{"Fn::GetAtt": ["A", "B"]}`).
+fn to_json(yaml: serde_yaml_ng::Value) -> Value {
+    use serde_yaml_ng::Value as Y;
+    match yaml {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => serde_json::to_value(n).expect("number"),
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect()),
+        Y::Mapping(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k.as_str().expect("string keys").to_owned(), to_json(v)))
+                .collect(),
+        ),
+        Y::Tagged(tagged) => {
+            let TaggedValue { tag, value } = *tagged;
+            let name = tag.to_string();
+            let name = name.trim_start_matches('!');
+            let value = to_json(value);
+            match name {
+                "Ref" | "Condition" => json!({ name: value }),
+                "GetAtt" => match value {
+                    Value::String(s) => {
+                        let (resource, attribute) = s.split_once('.').expect("!GetAtt A.B");
+                        json!({"Fn::GetAtt": [resource, attribute]})
+                    }
+                    other => json!({"Fn::GetAtt": other}),
+                },
+                other => json!({ format!("Fn::{other}"): value }),
+            }
+        }
+    }
+}
+
+fn template() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml");
+    let text = std::fs::read_to_string(path).expect("infra/template.yaml");
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("valid YAML");
+    to_json(yaml)
+}
+
+fn resources(t: &Value) -> &Map<String, Value> {
+    t["Resources"].as_object().expect("Resources")
+}
+
+/// The logical id a `!GetAtt X.Arn` (or `!Ref X`) points to.
+fn target(value: &Value) -> Option<&str> {
+    value["Fn::GetAtt"][0].as_str().or(value["Ref"].as_str())
+}
+
+/// Every statement of a role's inline policies, both branches of an `!If` included.
+fn statements(role: &Value) -> Vec<Value> {
+    fn flatten(value: &Value, out: &mut Vec<Value>) {
+        match value {
+            Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
+            Value::Object(map) if map.contains_key("Fn::If") => {
+                let branches = map["Fn::If"].as_array().expect("!If [c, a, b]");
+                flatten(&branches[1], out);
+                flatten(&branches[2], out);
+            }
+            Value::Object(map) if map.contains_key("Ref") => {} // AWS::NoValue
+            other => out.push(other.clone()),
+        }
+    }
+    let mut policies = Vec::new();
+    flatten(&role["Properties"]["Policies"], &mut policies);
+    let mut out = Vec::new();
+    for policy in policies {
+        flatten(&policy["PolicyDocument"]["Statement"], &mut out);
+    }
+    out
+}
+
+fn as_list(value: &Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items.clone(),
+        Value::Null => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
+/// IAM's action matching: `*` and `?` wildcards, case-insensitive.
+fn action_matches(pattern: &str, action: &str) -> bool {
+    fn matches(p: &[u8], a: &[u8]) -> bool {
+        match (p.first(), a.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => matches(&p[1..], a) || (!a.is_empty() && matches(p, &a[1..])),
+            (Some(b'?'), Some(_)) => matches(&p[1..], &a[1..]),
+            (Some(x), Some(y)) if x.eq_ignore_ascii_case(y) => matches(&p[1..], &a[1..]),
+            _ => false,
+        }
+    }
+    matches(pattern.as_bytes(), action.as_bytes())
+}
+
+/// Whether an Allow statement grants `action`.
+fn statement_grants(statement: &Value, action: &str) -> bool {
+    statement["Effect"] == "Allow"
+        && as_list(&statement["Action"])
+            .iter()
+            .any(|a| action_matches(a.as_str().unwrap_or_default(), action))
+}
+
+/// Whether any statement of `role` grants `action`.
+fn grants(role: &Value, action: &str) -> bool {
+    statements(role).iter().any(|s| statement_grants(s, action))
+}
+
+/// Every IAM role of the template.
+fn roles(t: &Value) -> BTreeMap<String, Value> {
+    resources(t)
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::IAM::Role")
+        .map(|(id, r)| (id.clone(), r.clone()))
+        .collect()
+}
+
+fn role_of<'a>(t: &'a Value, function: &str) -> &'a str {
+    target(&resources(t)[function]["Properties"]["Role"])
+        .unwrap_or_else(|| panic!("{function} has no Role of its own"))
+}
+
+fn roles_granting(t: &Value, action: &str) -> BTreeSet<String> {
+    roles(t)
+        .into_iter()
+        .filter(|(_, role)| grants(role, action))
+        .map(|(id, _)| id)
+        .collect()
+}
+
+fn role_set(t: &Value, functions: &[&str]) -> BTreeSet<String> {
+    functions.iter().map(|f| role_of(t, f).to_owned()).collect()
+}
+
+#[test]
+fn the_action_matcher_understands_wildcards() {
+    assert!(action_matches(
+        "secretsmanager:*",
+        "secretsmanager:PutSecretValue"
+    ));
+    assert!(action_matches("*", "secretsmanager:GetSecretValue"));
+    assert!(action_matches(
+        "SecretsManager:Put*",
+        "secretsmanager:PutSecretValue"
+    ));
+    assert!(!action_matches(
+        "secretsmanager:Describe*",
+        "secretsmanager:GetSecretValue"
+    ));
+}
+
+#[test]
+fn short_form_tags_are_read_as_their_long_forms() {
+    let t = template();
+    let rotate = &resources(&t)["RotateFunction"]["Properties"];
+    assert_eq!(rotate["Role"], json!({"Fn::GetAtt": ["RotateRole", "Arn"]}));
+    assert_eq!(
+        rotate["LoggingConfig"]["LogGroup"],
+        json!({"Ref": "RotateLogGroup"})
+    );
+    assert!(rotate["VpcConfig"]["Fn::If"].is_array());
+    let secrets = &statements(&roles(&t)["RotateRole"])[0]["Resource"];
+    assert!(secrets["Fn::Sub"]
+        .as_str()
+        .unwrap()
+        .contains("${SecretNamePrefix}*"));
+}
+
+#[test]
+fn every_function_is_arm64_al2023_with_its_own_role_and_log_group() {
+    let t = template();
+    let globals = &t["Globals"]["Function"];
+    assert_eq!(globals["Runtime"], "provided.al2023");
+    assert_eq!(globals["Architectures"], json!(["arm64"]));
+    assert_eq!(globals["MemorySize"], 128);
+    let functions: BTreeSet<&str> = resources(&t)
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert_eq!(functions, FUNCTIONS.iter().map(|(id, _)| *id).collect());
+    let mut seen_roles = BTreeSet::new();
+    for (id, package) in FUNCTIONS {
+        let function = &resources(&t)[id];
+        let props = &function["Properties"];
+        assert_eq!(
+            function["Metadata"]["BuildMethod"], "rust-cargolambda",
+            "{id}"
+        );
+        assert_eq!(props["CodeUri"], format!("../functions/{package}"), "{id}");
+        for key in ["Runtime", "Architectures"] {
+            assert!(props.get(key).is_none(), "{id} overrides {key}");
+        }
+        assert_eq!(props["LoggingConfig"]["LogFormat"], "JSON", "{id}");
+        let role = role_of(&t, id);
+        assert_eq!(resources(&t)[role]["Type"], "AWS::IAM::Role", "{id}");
+        assert!(
+            seen_roles.insert(role.to_owned()),
+            "{id} shares the role {role}"
+        );
+        let trust = &resources(&t)[role]["Properties"]["AssumeRolePolicyDocument"]["Statement"];
+        assert_eq!(
+            trust[0]["Principal"]["Service"], "lambda.amazonaws.com",
+            "{role}"
+        );
+        let log_group = target(&props["LoggingConfig"]["LogGroup"]).expect("own log group");
+        assert_eq!(
+            resources(&t)[log_group]["Properties"]["RetentionInDays"],
+            json!({"Ref": "LogRetentionDays"}),
+            "{log_group}"
+        );
+        // Its logs permission names its own log group, nothing wider.
+        let logs: Vec<Value> = statements(&resources(&t)[role])
+            .into_iter()
+            .filter(|s| statement_grants(s, "logs:PutLogEvents"))
+            .collect();
+        assert_eq!(logs.len(), 1, "{role}");
+        assert_eq!(target(&logs[0]["Resource"]), Some(log_group), "{role}");
+    }
+}
+
+#[test]
+fn only_the_create_step_and_rotate_can_write_secret_values() {
+    let t = template();
+    for action in [
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:UpdateSecret",
+        "secretsmanager:CreateSecret",
+    ] {
+        let expected = if action == "secretsmanager:PutSecretValue" {
+            role_set(&t, &["RotateFunction", "CreateSecretFunction"])
+        } else {
+            BTreeSet::new()
+        };
+        assert_eq!(roles_granting(&t, action), expected, "{action}");
+    }
+}
+
+#[test]
+fn steps_that_do_not_need_secret_values_cannot_read_them() {
+    let t = template();
+    assert_eq!(
+        roles_granting(&t, "secretsmanager:GetSecretValue"),
+        role_set(
+            &t,
+            &[
+                "RotateFunction",
+                "CreateSecretFunction",
+                "SetSecretFunction",
+                "TestSecretFunction",
+                "CompromiseFunction",
+            ]
+        ),
+        "finish-secret, the workflow and the schedules must not read secret values"
+    );
+    // Only the label move is finish-secret's; only setSecret and rotate read master secrets.
+    let finish = &roles(&t)[role_of(&t, "FinishSecretFunction")];
+    assert!(grants(finish, "secretsmanager:UpdateSecretVersionStage"));
+    assert!(!grants(finish, "kms:Decrypt"));
+    for (id, may) in [
+        ("RotateFunction", true),
+        ("SetSecretFunction", true),
+        ("CreateSecretFunction", false),
+        ("TestSecretFunction", false),
+    ] {
+        let reads_master = statements(&roles(&t)[role_of(&t, id)]).iter().any(|s| {
+            s["Resource"]["Fn::Sub"]
+                .as_str()
+                .is_some_and(|r| r.contains("${MasterSecretNamePattern}"))
+        });
+        assert_eq!(reads_master, may, "{id} reading master secrets");
+    }
+}
+
+#[test]
+fn secret_permissions_are_scoped_by_parameter_never_star() {
+    let t = template();
+    for (id, role) in roles(&t) {
+        for s in statements(&role) {
+            let actions = as_list(&s["Action"]);
+            let on_secrets = actions.iter().any(|a| {
+                let a = a.as_str().unwrap_or_default();
+                a.starts_with("secretsmanager:") && a != "secretsmanager:ListSecrets"
+            });
+            if !on_secrets {
+                continue;
+            }
+            for resource in as_list(&s["Resource"]) {
+                let scoped = resource["Fn::Sub"].as_str().is_some_and(|r| {
+                    r.contains("${SecretNamePrefix}") || r.contains("${MasterSecretNamePattern}")
+                }) || resource["Ref"]
+                    .as_str()
+                    .is_some_and(|r| r.ends_with("SecretArn"));
+                assert!(scoped, "{id}: {s} is not scoped by a parameter");
+            }
+        }
+    }
+    // The step functions act only on secrets tagged for workflow mode.
+    for id in [
+        "CreateSecretFunction",
+        "SetSecretFunction",
+        "TestSecretFunction",
+        "FinishSecretFunction",
+    ] {
+        let first = &statements(&roles(&t)[role_of(&t, id)])[0];
+        assert_eq!(
+            first["Condition"]["StringEquals"]["secretsmanager:ResourceTag/rotation-mode"],
+            "workflow",
+            "{id}"
+        );
+    }
+}
+
+#[test]
+fn only_database_facing_functions_are_in_the_vpc() {
+    let t = template();
+    for (id, _) in FUNCTIONS {
+        let in_vpc = resources(&t)[id]["Properties"].get("VpcConfig").is_some();
+        let database_facing = matches!(
+            id,
+            "RotateFunction" | "SetSecretFunction" | "TestSecretFunction"
+        );
+        assert_eq!(in_vpc, database_facing, "{id} VpcConfig");
+        let role = &roles(&t)[role_of(&t, id)];
+        assert_eq!(
+            grants(role, "ec2:CreateNetworkInterface"),
+            database_facing,
+            "{id} ENI rights"
+        );
+    }
+}
+
+#[test]
+fn secrets_manager_mode_rotate_may_be_invoked_only_by_secrets_manager_of_this_account() {
+    let t = template();
+    let permissions: Vec<&Value> = resources(&t)
+        .values()
+        .filter(|r| {
+            r["Type"] == "AWS::Lambda::Permission"
+                && target(&r["Properties"]["FunctionName"]) == Some("RotateFunction")
+        })
+        .collect();
+    assert_eq!(permissions.len(), 1);
+    let p = &permissions[0]["Properties"];
+    assert_eq!(p["Principal"], "secretsmanager.amazonaws.com");
+    assert_eq!(p["SourceAccount"], json!({"Ref": "AWS::AccountId"}));
+    let schedule = &resources(&t)["ExampleRotationSchedule"];
+    assert_eq!(schedule["Type"], "AWS::SecretsManager::RotationSchedule");
+    assert_eq!(
+        target(&schedule["Properties"]["RotationLambdaARN"]),
+        Some("RotateFunction")
+    );
+    assert_eq!(
+        schedule["Properties"]["RotationRules"]["ScheduleExpression"],
+        json!({"Ref": "RotationScheduleExpression"})
+    );
+}
+
+#[test]
+fn the_workflow_runs_create_set_test_finish_each_on_its_function_with_retries_and_a_catch() {
+    let t = template();
+    let machine = &resources(&t)["RotationWorkflow"]["Properties"];
+    let definition = &machine["Definition"];
+    let states = definition["States"].as_object().expect("States");
+    let mut order = Vec::new();
+    let mut name = definition["StartAt"].as_str().expect("StartAt").to_owned();
+    loop {
+        let state = &states[&name];
+        match state["Type"].as_str().unwrap() {
+            "Choice" => {
+                // Every branch of the token choice must lead to the same next state.
+                let next = state["Default"].as_str().unwrap();
+                let after = |s: &str| states[s]["Next"].as_str().unwrap().to_owned();
+                for choice in state["Choices"].as_array().unwrap() {
+                    assert_eq!(after(choice["Next"].as_str().unwrap()), after(next));
+                }
+                name = next.to_owned();
+            }
+            "Task" => {
+                order.push(name.clone());
+                let params = &state["Parameters"];
+                let substitution = params["FunctionName"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("${")
+                    .trim_end_matches('}');
+                let function = target(&machine["DefinitionSubstitutions"][substitution])
+                    .expect("a function ARN");
+                let step = params["Payload"]["Step"].as_str().unwrap().to_owned();
+                let package = FUNCTIONS.iter().find(|(id, _)| *id == function).unwrap().1;
+                assert_eq!(
+                    package,
+                    rotation::Step::ALL
+                        .iter()
+                        .find(|s| s.as_str() == step)
+                        .expect("a known step")
+                        .function_name(),
+                    "{name} sends {step} to {function}"
+                );
+                for retry in state["Retry"].as_array().expect("Retry") {
+                    let attempts = retry["MaxAttempts"].as_u64().unwrap();
+                    assert!((1..=5).contains(&attempts), "{name}: bounded attempts");
+                    assert!(
+                        retry["BackoffRate"].as_f64().unwrap() > 1.0,
+                        "{name}: backoff"
+                    );
+                    assert!(
+                        !as_list(&retry["ErrorEquals"]).contains(&json!("States.ALL")),
+                        "{name} must not retry every error (WrongMode, InvalidSecret are final)"
+                    );
+                }
+                let catch = &state["Catch"][0];
+                assert_eq!(catch["ErrorEquals"], json!(["States.ALL"]), "{name}");
+                assert_eq!(
+                    states[catch["Next"].as_str().unwrap()]["Type"],
+                    "Fail",
+                    "{name}"
+                );
+                assert!(
+                    catch["ResultPath"].is_string(),
+                    "{name} records the failure"
+                );
+                name = state["Next"].as_str().unwrap().to_owned();
+            }
+            "Pass" => {
+                let token = &state["Parameters"]["ClientRequestToken.$"];
+                assert!(token.is_string(), "{name} sets the ClientRequestToken");
+                name = state["Next"].as_str().unwrap().to_owned();
+            }
+            "Succeed" => break,
+            other => panic!("unexpected state {name} of type {other}"),
+        }
+    }
+    assert_eq!(
+        order,
+        ["CreateSecret", "SetSecret", "TestSecret", "FinishSecret"]
+    );
+    assert_eq!(
+        states["GenerateToken"]["Parameters"]["ClientRequestToken.$"],
+        "States.UUID()"
+    );
+    // Its role invokes exactly the four step functions.
+    let role = &roles(&t)[target(&machine["RoleArn"]).unwrap()];
+    let invoked: BTreeSet<String> = statements(role)
+        .iter()
+        .filter(|s| statement_grants(s, "lambda:InvokeFunction"))
+        .flat_map(|s| as_list(&s["Resource"]))
+        .map(|r| target(&r).expect("a function of this stack").to_owned())
+        .collect();
+    let steps = [
+        "CreateSecretFunction",
+        "SetSecretFunction",
+        "TestSecretFunction",
+        "FinishSecretFunction",
+    ];
+    assert_eq!(invoked, steps.map(str::to_owned).into());
+}
+
+#[test]
+fn schedules_compromise_path_and_alarms_are_wired() {
+    let t = template();
+    let r = resources(&t);
+    let workflow = &r["WorkflowSchedule"]["Properties"]["Target"];
+    assert_eq!(target(&workflow["Arn"]), Some("RotationWorkflow"));
+    let keyring = &r["KeyringSchedule"]["Properties"]["Target"];
+    assert_eq!(
+        keyring["Arn"],
+        "arn:aws:scheduler:::aws-sdk:secretsmanager:rotateSecret"
+    );
+    let keyring_role = &roles(&t)[target(&keyring["RoleArn"]).unwrap()];
+    assert!(grants(keyring_role, "secretsmanager:RotateSecret"));
+    assert!(!grants(keyring_role, "secretsmanager:GetSecretValue"));
+    assert_ne!(target(&workflow["RoleArn"]), target(&keyring["RoleArn"]));
+
+    let rule = &r["CompromiseRule"]["Properties"];
+    assert_eq!(
+        rule["EventPattern"]["detail-type"],
+        json!(["Secret Compromised"])
+    );
+    assert_eq!(
+        rule["EventPattern"]["source"],
+        json!(["secret-rotation.incident"])
+    );
+    assert_eq!(
+        target(&rule["Targets"][0]["Arn"]),
+        Some("CompromiseFunction")
+    );
+    assert!(rule["Targets"][0]["DeadLetterConfig"].is_object());
+
+    let alarm = |metric: &str| {
+        r.values()
+            .find(|a| {
+                a["Type"] == "AWS::CloudWatch::Alarm" && a["Properties"]["MetricName"] == metric
+            })
+            .unwrap_or_else(|| panic!("no alarm on {metric}"))["Properties"]
+            .clone()
+    };
+    assert_eq!(
+        alarm("RotationFailed")["ComparisonOperator"],
+        "GreaterThanOrEqualToThreshold"
+    );
+    let stale = alarm("RotationSucceeded");
+    assert_eq!(stale["ComparisonOperator"], "LessThanThreshold");
+    assert_eq!(stale["TreatMissingData"], "breaching");
+    for a in [alarm("RotationFailed"), stale] {
+        assert_eq!(a["Namespace"], json!({"Ref": "MetricsNamespace"}));
+        assert_eq!(a["Dimensions"][0]["Value"], rotation::metrics::SERVICE);
+    }
+    assert_eq!(
+        t["Globals"]["Function"]["Environment"]["Variables"]["ROTATION_EVENT_BUS"],
+        json!({"Ref": "EventBus"})
+    );
+}
