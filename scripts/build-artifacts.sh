@@ -9,6 +9,10 @@ cd "$root"
 functions=(rotate create-secret set-secret test-secret finish-secret compromise)
 "$root/scripts/setup.sh"
 export PATH="$root/.venv/bin:$PATH"
+# The arm64 standard library, once (rustup skips it when installed).
+if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+  rustup target add aarch64-unknown-linux-gnu
+fi
 packages=()
 for f in "${functions[@]}"; do packages+=(-p "$f"); done
 started=$(date +%s)
