@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The benchmark: cold start, peak memory, warm rotation time against the floor, Secrets Manager
+# calls counted on the wire, zipped arm64 artifact size and fleet throughput, for the release
+# binaries on the local stack. Prints markdown tables and writes target/bench/results.json.
+#
+#   scripts/bench.sh [bench options]     e.g. --rotations 50 --fleet 500 --concurrency 1,8,32
+#
+# BENCH_SKIP_ARTIFACTS=1 skips the arm64 build (scripts/build-artifacts.sh, slow on 2 cores) and
+# reports the zips already in target/lambda, if any.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+started=$(date +%s)
+if ! scripts/stack.sh running 2>/dev/null; then
+  trap 'scripts/stack.sh down' EXIT
+fi
+scripts/stack.sh up
+# shellcheck disable=SC1090
+source <(scripts/stack.sh env)
+functions=(rotate create-secret set-secret test-secret finish-secret compromise)
+packages=()
+for f in "${functions[@]}"; do packages+=(-p "$f"); done
+# The host's release binaries, which the bench starts itself, and the bench.
+cargo build --release --quiet --bins "${packages[@]}"
+cargo build --release --quiet -p integration-tests --bin bench
+if [ -z "${BENCH_SKIP_ARTIFACTS:-}" ]; then
+  scripts/build-artifacts.sh
+fi
+target/release/bench --cargo-lambda "$root/.venv/bin/cargo-lambda" "$@"
+echo "benchmark wall time: $(( $(date +%s) - started )) s"
