@@ -254,6 +254,11 @@ impl LocalDriver {
         })
     }
 
+    /// The Secrets Manager client it reads labels with.
+    pub fn secrets(&self) -> &Client {
+        &self.secrets
+    }
+
     /// The invoker, for raw invocations.
     pub fn invoker(&self) -> &LambdaInvoker {
         &self.invoker

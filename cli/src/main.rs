@@ -66,6 +66,9 @@ enum Command {
         /// Invoke `rotate` for every step, or one function per step.
         #[arg(long, value_enum, default_value_t = FunctionsArg::Rotate)]
         functions: FunctionsArg,
+        /// Print the token each rotation would use (and whether it resumes); change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -175,7 +178,11 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             secrets,
             lambda_endpoint,
             functions,
-        } => local_rotate(client, &secrets, &lambda_endpoint, functions).await,
+            dry_run,
+        } => {
+            let driver = local_driver(client, &lambda_endpoint, functions)?;
+            local_rotate(&driver, &secrets, dry_run, cli.output).await
+        }
     }
 }
 
@@ -256,40 +263,109 @@ async fn rotate(
     })
 }
 
-async fn local_rotate(
+fn local_driver(
     client: aws_sdk_secretsmanager::Client,
-    secrets: &[String],
     lambda_endpoint: &str,
     functions: FunctionsArg,
-) -> Result<ExitCode, CliError> {
+) -> Result<LocalDriver, CliError> {
     let invoker = LambdaInvoker::new(lambda_endpoint, Duration::from_secs(120))
         .map_err(|e| CliError::Other(e.to_string()))?;
     let functions = match functions {
         FunctionsArg::Rotate => Functions::Rotate,
         FunctionsArg::PerStep => Functions::PerStep,
     };
-    let driver = LocalDriver::new(invoker, client.clone(), functions);
+    Ok(LocalDriver::new(invoker, client, functions))
+}
+
+/// `local-rotate`: the driver's raw view, resuming a rotation in progress.
+async fn local_rotate(
+    driver: &LocalDriver,
+    secrets: &[String],
+    dry_run: bool,
+    output: Output,
+) -> Result<ExitCode, CliError> {
     let mut failed = false;
+    let mut results = Vec::new();
     for secret in secrets {
+        if dry_run {
+            let (token, resumed) = driver
+                .next_token(secret)
+                .await
+                .map_err(|e| CliError::Other(e.to_string()))?;
+            match output {
+                Output::Text => println!(
+                    "would rotate {secret} with token {token}{}",
+                    if resumed {
+                        " (resuming the rotation in progress)"
+                    } else {
+                        ""
+                    }
+                ),
+                Output::Json => results.push(
+                    json!({"secretId": secret, "token": token, "resumed": resumed, "dryRun": true}),
+                ),
+            }
+            continue;
+        }
         match driver.rotate(secret).await {
             Ok(run) => {
-                print!("{}", rotator::driver::render_run(&run));
-                if let Ok(after) = labels(&client, secret).await {
-                    print!("versions after:\n{}", render(&after));
-                }
                 failed |= !run.succeeded();
-                print_outcome(&run);
+                match output {
+                    Output::Text => {
+                        print!("{}", rotator::driver::render_run(&run));
+                        if let Ok(after) = labels(driver.secrets(), secret).await {
+                            print!("versions after:\n{}", render(&after));
+                        }
+                        print_outcome(&run);
+                    }
+                    Output::Json => results.push(run_json(&run)),
+                }
             }
             Err(e) => {
-                eprintln!("error: {secret}: {e}");
                 failed = true;
+                match output {
+                    Output::Text => eprintln!("error: {secret}: {e}"),
+                    Output::Json => results.push(json!({"secretId": secret, "error": e})),
+                }
             }
         }
+    }
+    if output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"results": results})).expect("serializable")
+        );
     }
     Ok(if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+fn run_json(run: &RotationRun) -> serde_json::Value {
+    let steps: Vec<serde_json::Value> = run
+        .steps
+        .iter()
+        .map(|s| {
+            let mut step = json!({
+                "step": s.step.as_str(),
+                "function": s.function,
+                "ms": s.elapsed.as_millis(),
+            });
+            match &s.result {
+                Ok(report) => step["outcome"] = json!(report.outcome.as_str()),
+                Err(e) => step["error"] = json!(e.to_string()),
+            }
+            step
+        })
+        .collect();
+    json!({
+        "secretId": run.secret_id,
+        "token": run.token,
+        "resumed": run.resumed,
+        "succeeded": run.succeeded(),
+        "steps": steps,
     })
 }
 

@@ -619,3 +619,25 @@ async fn compromised_keyring_stops_encrypting_with_the_pre_incident_key() {
         .expect("the pre-incident key is kept for decryption");
     assert_eq!(old["state"], "decrypt-only");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_rotate_keeps_resuming_and_has_dry_run_and_json() {
+    let stack = Stack::from_env().await;
+    let (arn, user, original) = stack.pg_user_with_secret("clilocal").await;
+    let labels = stack.labels(&arn).await;
+    let pending = version_with(&labels, "AWSPENDING").unwrap().to_owned();
+
+    let (out, report) = rotator_json(&["local-rotate", "--dry-run", &arn]).await;
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["results"][0]["token"], pending.as_str());
+    assert_eq!(report["results"][0]["resumed"], true);
+    assert_eq!(stack.labels(&arn).await, labels, "a dry run changed labels");
+    stack.assert_login(&user, &original).await;
+
+    let (out, report) = rotator_json(&["local-rotate", &arn]).await;
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["results"][0]["succeeded"], true);
+    assert_eq!(report["results"][0]["token"], pending.as_str());
+    assert_eq!(report["results"][0]["steps"].as_array().unwrap().len(), 4);
+    stack.assert_refused(&user, &original).await;
+}
