@@ -249,22 +249,27 @@ impl Rotator {
         }
         let mut token = resume;
         for n in 1..=rotations {
-            let rotation = self
-                .rotate_once(&plan, token.take(), n, rotations, bar)
-                .await
-                .map_err(|e| {
-                    if n < rotations {
-                        CliError::RotationFailed {
-                            detail: format!(
-                                "rotation {n} of {rotations} failed, so rotation {} was not started: {e}",
-                                n + 1
-                            ),
-                        }
-                    } else {
-                        e
+            self.rotate_once(
+                &plan,
+                token.take(),
+                n,
+                rotations,
+                bar,
+                &mut outcome.rotations,
+            )
+            .await
+            .map_err(|e| {
+                if n < rotations {
+                    CliError::RotationFailed {
+                        detail: format!(
+                            "{e}; so rotation {} of {rotations} was not started",
+                            n + 1
+                        ),
                     }
-                })?;
-            outcome.rotations.push(rotation);
+                } else {
+                    e
+                }
+            })?;
         }
         outcome.retired = retiring;
         bar.set_message(format!("done: {rotations} rotation(s)"));
@@ -338,7 +343,8 @@ impl Rotator {
         retired
     }
 
-    /// One rotation, resumed with `token` when given.
+    /// One rotation, resumed with `token` when given, added to `done` when it ran (a local
+    /// rotation also when it failed, with its steps).
     async fn rotate_once(
         &self,
         plan: &SecretPlan,
@@ -346,7 +352,8 @@ impl Rotator {
         n: u8,
         of: u8,
         bar: &ProgressBar,
-    ) -> Result<RotationOutcome, CliError> {
+        done: &mut Vec<RotationOutcome>,
+    ) -> Result<(), CliError> {
         let started = Instant::now();
         let resumed = token.is_some();
         let token = token.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -370,13 +377,14 @@ impl Rotator {
                     .wait_with(secret, Some(&token), || self.throttle(1))
                     .await
                     .map_err(|e| self.context.compromise(secret, &e))?;
-                Ok(RotationOutcome {
+                done.push(RotationOutcome {
                     version: token,
                     resumed,
                     started_by,
                     steps: Vec::new(),
                     ms: started.elapsed().as_millis(),
-                })
+                });
+                Ok(())
             }
             Backend::Local(invoker) => {
                 let functions = match plan.mode {
@@ -384,43 +392,58 @@ impl Rotator {
                     Mode::Workflow => Functions::PerStep,
                 };
                 let driver = LocalDriver::new(invoker.clone(), self.secrets.clone(), functions);
-                let mut steps = Vec::new();
-                for step in Step::ALL {
-                    self.throttle(1).await;
-                    let mut observe = |progress: StepProgress<'_>| {
-                        if let StepProgress::Started { step, function } = progress {
-                            bar.set_message(format!("rotation {n}/{of}: {step} ({function})"));
-                        }
-                    };
-                    let run = driver
-                        .run_steps_observed(&[step], secret, &token, None, &mut observe)
-                        .await
-                        .pop()
-                        .expect("one step run");
-                    let outcome = match &run.result {
-                        Ok(report) => report.outcome.as_str().to_owned(),
-                        Err(_) => "failed".to_owned(),
-                    };
-                    steps.push(StepOutcome {
-                        step: step.as_str(),
+                // One call's worth of the rate per step, taken before the rotation starts: the
+                // steps then run back to back, as Secrets Manager runs them.
+                self.throttle(Step::ALL.len() as u32).await;
+                let name = plan.secret_name.as_str();
+                let mut observe = |progress: StepProgress<'_>| match progress {
+                    StepProgress::Started { step, function } => {
+                        bar.set_message(format!("rotation {n}/{of}: {step} ({function})"));
+                    }
+                    StepProgress::Finished(run) => bar.println(format!(
+                        "{name}: rotation {n}/{of}: {} {} in {} ms",
+                        run.step,
+                        match &run.result {
+                            Ok(report) => report.outcome.as_str(),
+                            Err(_) => "FAILED",
+                        },
+                        run.elapsed.as_millis()
+                    )),
+                };
+                let runs = driver
+                    .run_steps_observed(&Step::ALL, secret, &token, None, &mut observe)
+                    .await;
+                let steps = runs
+                    .iter()
+                    .map(|run| StepOutcome {
+                        step: run.step.as_str(),
                         function: run.function,
                         ms: run.elapsed.as_millis(),
-                        outcome,
-                    });
-                    if let Err(e) = &run.result {
-                        let err = self.context.invoke(secret, e, self.timeout.as_secs());
-                        return Err(CliError::RotationFailed {
-                            detail: format!("rotation {n} of {of} failed at {step}: {err}"),
-                        });
-                    }
-                }
-                Ok(RotationOutcome {
+                        outcome: match &run.result {
+                            Ok(report) => report.outcome.as_str().to_owned(),
+                            Err(_) => "failed".to_owned(),
+                        },
+                    })
+                    .collect();
+                done.push(RotationOutcome {
                     version: token,
                     resumed,
                     started_by: "local",
                     steps,
                     ms: started.elapsed().as_millis(),
-                })
+                });
+                match runs
+                    .iter()
+                    .find_map(|run| run.result.as_ref().err().map(|e| (run.step, e)))
+                {
+                    None => Ok(()),
+                    Some((step, e)) => {
+                        let err = self.context.invoke(secret, e, self.timeout.as_secs());
+                        Err(CliError::RotationFailed {
+                            detail: format!("rotation {n} of {of} failed at {step}: {err}"),
+                        })
+                    }
+                }
             }
         }
     }

@@ -278,9 +278,19 @@ async fn compromised_stops_after_a_failed_rotation_and_says_where_the_secret_is(
     let text = stdout(&out);
     assert!(!out.status.success(), "{text}");
     assert!(
-        text.contains("rotation 1 of 2 failed, so rotation 2 was not started"),
+        text.contains("rotation 1 of 2 failed at setSecret")
+            && text.contains("so rotation 2 of 2 was not started"),
         "{text}"
     );
+    // The failed rotation's steps: createSecret done, setSecret failed, no more.
+    assert!(text.contains("rotation 1 (local)"), "{text}");
+    assert!(!text.contains("rotation 2 (local)"), "{text}");
+    let failed_step = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("setSecret"))
+        .unwrap_or_else(|| panic!("no setSecret line:\n{text}"));
+    assert!(failed_step.contains("failed"), "{text}");
+    assert!(!text.contains("testSecret"), "{text}");
     assert!(
         text.contains("state now:") && text.contains("AWSPENDING"),
         "{text}"
