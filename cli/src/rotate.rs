@@ -476,6 +476,33 @@ pub fn credential_name(provider: &str, value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Region};
+
+    #[tokio::test]
+    async fn the_rate_limit_spaces_the_calls() {
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .build();
+        let invoker = LambdaInvoker::new("http://127.0.0.1:9", Duration::from_secs(1)).unwrap();
+        let rotator = Rotator::new(
+            Client::from_conf(config),
+            Backend::Local(invoker),
+            NonZeroU32::new(4).unwrap(),
+            Duration::from_secs(1),
+            Context {
+                region: "us-east-1".into(),
+            },
+        );
+        let started = Instant::now();
+        // A burst of 4, then 4 calls a second: 12 calls take at least 2 seconds.
+        for _ in 0..3 {
+            rotator.throttle(4).await;
+        }
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(1900), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+    }
 
     #[test]
     fn names_credentials_without_their_secrets() {

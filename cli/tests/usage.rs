@@ -74,3 +74,30 @@ fn an_unreachable_endpoint_is_named() {
         stderr(&out)
     );
 }
+
+#[test]
+fn missing_credentials_are_named() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rotator"))
+        .args([
+            "--region",
+            "us-east-1",
+            "--endpoint-url",
+            "http://127.0.0.1:9",
+        ])
+        .args(["status", "app"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/config")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+        .output()
+        .expect("running rotator");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no AWS credentials") && stderr(&out).contains("AWS_PROFILE"),
+        "{}",
+        stderr(&out)
+    );
+}
