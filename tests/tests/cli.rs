@@ -232,6 +232,22 @@ async fn compromised_retires_every_password_valid_before() {
     assert_eq!(retired.len(), 2);
     assert!(retired.iter().all(|v| expected.contains(v)), "{report}");
 
+    // The report names users, never a password, old or new.
+    let printed = format!("{}{}", stdout(&out), stderr(&out));
+    let mut passwords = vec![
+        single_before.clone(),
+        original.clone(),
+        clone_before.clone(),
+    ];
+    passwords.extend(stack.all_passwords(&single).await);
+    passwords.extend(stack.all_passwords(&alt).await);
+    for password in &passwords {
+        assert!(
+            !printed.contains(password.expose_secret()),
+            "a password is in the output"
+        );
+    }
+
     // No pre-incident password logs in; the current ones do.
     stack.assert_refused(&single_user, &single_before).await;
     stack.assert_refused(&user, &original).await;
@@ -650,4 +666,34 @@ async fn local_rotate_keeps_resuming_and_has_dry_run_and_json() {
     assert_eq!(report["results"][0]["token"], pending.as_str());
     assert_eq!(report["results"][0]["steps"].as_array().unwrap().len(), 4);
     stack.assert_refused(&user, &original).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_function_that_times_out_is_named() {
+    let stack = Stack::from_env().await;
+    // A "database" that accepts connections and never answers: setSecret hangs.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let user = Stack::unique("clislow");
+    let mut value = stack.pg_secret(&user, &Stack::password());
+    value["port"] = json!(port);
+    let arn = stack
+        .create_tagged_secret(
+            &Stack::unique("clislow"),
+            &value,
+            &[("rotation-mode", "workflow")],
+        )
+        .await;
+    let (out, report) = rotator_json(&["rotate", "--local", "--timeout", "3", &arn]).await;
+    assert!(!out.status.success(), "{report}");
+    let error = report["results"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("function set-secret timed out") && error.contains("after 3s"),
+        "{report}"
+    );
+    let steps = report["results"][0]["rotations"][0]["steps"]
+        .as_array()
+        .unwrap();
+    assert_eq!(steps.last().unwrap()["outcome"], "failed", "{report}");
+    drop(silent);
 }
