@@ -8,10 +8,11 @@
 //! UpdateSecretVersionStage). AWS's templates make about 14.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use rustls::ClientConfig;
 
+use crate::concurrent::{self, AfterPut};
 use crate::config::Config;
 use crate::error::{Result, RotationError};
 use crate::event::{RotationEvent, Step};
@@ -60,7 +61,7 @@ impl Engine {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let config = Config::from_env()?;
         let tls = crate::tls::client_config(config.db_ca_file.as_deref())?;
-        let aws = aws_config::load_from_env().await;
+        let aws = config.load_aws().await;
         Ok(Engine {
             client: aws_sdk_secretsmanager::Client::new(&aws),
             publisher: config
@@ -264,6 +265,9 @@ async fn create(
     let sm = ctx.secrets_manager;
     let arn = &ctx.secret.arn;
     let token = &event.client_request_token;
+    if let Some(other) = concurrent::other_rotation(ctx.secret, token) {
+        return Err(in_progress(arn, token, other));
+    }
     if has_version && sm.get_value(arn, Some(token), AWSPENDING).await?.is_some() {
         return Ok(Outcome::AlreadyDone);
     }
@@ -273,7 +277,48 @@ async fn create(
     report.strategy = Some(created.strategy.to_owned());
     sm.put_pending(arn, token, &created.value, event.rotation_token.as_ref())
         .await?;
+    settle_race(ctx, token).await?;
     Ok(Outcome::Done)
+}
+
+/// How long a createSecret whose AWSPENDING label a racing put took waits for it to come back.
+const RACE_WAIT: Duration = Duration::from_secs(3);
+/// How often it looks.
+const RACE_POLL: Duration = Duration::from_millis(200);
+
+/// After createSecret's put: goes on only if this rotation holds AWSPENDING and took it from
+/// no other rotation (see [`concurrent`]).
+async fn settle_race(ctx: &StepContext<'_>, token: &str) -> Result<()> {
+    let sm = ctx.secrets_manager;
+    let arn = &ctx.secret.arn;
+    let waited = Instant::now();
+    loop {
+        let after = sm.describe(arn).await?;
+        match concurrent::after_put(ctx.secret, &after, token) {
+            AfterPut::Won => return Ok(()),
+            AfterPut::TookFrom(first) => {
+                sm.move_stage(arn, AWSPENDING, Some(&first), Some(token))
+                    .await?;
+                return Err(in_progress(arn, token, &first));
+            }
+            AfterPut::Lost(holder) if waited.elapsed() >= RACE_WAIT => {
+                return Err(in_progress(
+                    arn,
+                    token,
+                    holder.as_deref().unwrap_or("(none)"),
+                ));
+            }
+            AfterPut::Lost(_) => tokio::time::sleep(RACE_POLL).await,
+        }
+    }
+}
+
+fn in_progress(arn: &str, token: &str, pending: &str) -> RotationError {
+    RotationError::RotationInProgress {
+        secret: arn.to_owned(),
+        token: token.to_owned(),
+        pending: pending.to_owned(),
+    }
 }
 
 async fn set(

@@ -1,0 +1,156 @@
+//! Two rotations of one secret at once: how createSecret decides which one goes on.
+//!
+//! Secrets Manager serializes rotations itself (RotateSecret refuses while AWSPENDING sits on a
+//! version other than AWSCURRENT), but anything else that drives the steps (the local driver, a
+//! person, a second scheduler) can start two rotations with different tokens. PutSecretValue
+//! with the AWSPENDING label moves the label unconditionally, so the checks are made around it:
+//!
+//! 1. Before the put: AWSPENDING on a version that is neither the token nor AWSCURRENT is
+//!    another rotation in progress: refuse ([`other_rotation`]).
+//! 2. After the put, DescribeSecret again ([`after_put`]). Versions that appeared since the
+//!    step's first DescribeSecret belong to rotations that raced this one past check 1.
+//!    - AWSPENDING on the token, no new version: this rotation won.
+//!    - AWSPENDING on the token and a new version without labels: this put took the label from
+//!      a rotation that put first (and may already be in setSecret). Give the label back and
+//!      refuse: the first put wins.
+//!    - AWSPENDING elsewhere: a later put took it; that rotation gives it back (the case above),
+//!      so wait a bounded time for it to return, else refuse.
+//!
+//! A rotation's setSecret and later steps run only while its token holds AWSPENDING, so a
+//! rotation that lost never sets its credential in the target system. In the rare interleaving
+//! where both see each other's version before either gives the label back, both refuse; the
+//! label then rests on one of the two versions (holding a value and no change in the target
+//! system), and the next run resumes it.
+
+use crate::secrets_manager::{SecretMetadata, AWSCURRENT, AWSPENDING};
+
+/// The version of another rotation in progress: AWSPENDING on a version that is neither
+/// `token` nor AWSCURRENT.
+pub fn other_rotation<'a>(metadata: &'a SecretMetadata, token: &str) -> Option<&'a str> {
+    let pending = metadata.version_with(AWSPENDING)?;
+    let current = metadata.version_with(AWSCURRENT);
+    (pending != token && Some(pending) != current).then_some(pending)
+}
+
+/// What the DescribeSecret after createSecret's put says about the race.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterPut {
+    /// AWSPENDING is on the token and no other rotation's version appeared: go on.
+    Won,
+    /// AWSPENDING is on the token, taken from `from`, a rotation that put first: give it back.
+    TookFrom(String),
+    /// AWSPENDING is on `pending`, another rotation's version (or on none).
+    Lost(Option<String>),
+}
+
+/// Decides the race from the step's first DescribeSecret (`before`) and the one after the put
+/// (`after`).
+pub fn after_put(before: &SecretMetadata, after: &SecretMetadata, token: &str) -> AfterPut {
+    let holder = after.version_with(AWSPENDING);
+    if holder != Some(token) {
+        return AfterPut::Lost(holder.map(str::to_owned));
+    }
+    let mut raced: Vec<&str> = after
+        .versions
+        .iter()
+        .filter(|(id, stages)| {
+            id.as_str() != token && stages.is_empty() && !before.versions.contains_key(id.as_str())
+        })
+        .map(|(id, _)| id.as_str())
+        .collect();
+    raced.sort_unstable();
+    match raced.first() {
+        Some(first) => AfterPut::TookFrom((*first).to_owned()),
+        None => AfterPut::Won,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn metadata(versions: &[(&str, &[&str])]) -> SecretMetadata {
+        SecretMetadata {
+            arn: "arn:secret".into(),
+            name: "secret".into(),
+            rotation_enabled: true,
+            versions: versions
+                .iter()
+                .map(|(id, stages)| {
+                    (
+                        (*id).to_owned(),
+                        stages.iter().map(|s| (*s).to_owned()).collect(),
+                    )
+                })
+                .collect(),
+            tags: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn another_pending_version_is_a_rotation_in_progress() {
+        let m = metadata(&[("cur", &[AWSCURRENT]), ("other", &[AWSPENDING])]);
+        assert_eq!(other_rotation(&m, "mine"), Some("other"));
+    }
+
+    #[test]
+    fn own_or_current_pending_version_is_no_other_rotation() {
+        let own = metadata(&[("cur", &[AWSCURRENT]), ("mine", &[AWSPENDING])]);
+        assert_eq!(other_rotation(&own, "mine"), None);
+        let on_current = metadata(&[("cur", &[AWSCURRENT, AWSPENDING])]);
+        assert_eq!(other_rotation(&on_current, "mine"), None);
+        let none = metadata(&[("cur", &[AWSCURRENT]), ("old", &["AWSPREVIOUS"])]);
+        assert_eq!(other_rotation(&none, "mine"), None);
+    }
+
+    #[test]
+    fn a_put_alone_wins() {
+        let before = metadata(&[("cur", &[AWSCURRENT]), ("old", &[])]);
+        let after = metadata(&[
+            ("cur", &[AWSCURRENT]),
+            ("old", &[]),
+            ("mine", &[AWSPENDING]),
+        ]);
+        assert_eq!(after_put(&before, &after, "mine"), AfterPut::Won);
+    }
+
+    #[test]
+    fn a_later_put_gives_the_label_back_to_the_first() {
+        let before = metadata(&[("cur", &[AWSCURRENT])]);
+        let after = metadata(&[
+            ("cur", &[AWSCURRENT]),
+            ("first", &[]),
+            ("mine", &[AWSPENDING]),
+        ]);
+        assert_eq!(
+            after_put(&before, &after, "mine"),
+            AfterPut::TookFrom("first".into())
+        );
+    }
+
+    #[test]
+    fn old_unlabelled_versions_are_no_race() {
+        let before = metadata(&[("cur", &[AWSCURRENT]), ("deprecated", &[])]);
+        let after = metadata(&[
+            ("cur", &[AWSCURRENT]),
+            ("deprecated", &[]),
+            ("mine", &[AWSPENDING]),
+        ]);
+        assert_eq!(after_put(&before, &after, "mine"), AfterPut::Won);
+    }
+
+    #[test]
+    fn a_first_put_whose_label_was_taken_has_lost_for_now() {
+        let before = metadata(&[("cur", &[AWSCURRENT])]);
+        let after = metadata(&[
+            ("cur", &[AWSCURRENT]),
+            ("mine", &[]),
+            ("later", &[AWSPENDING]),
+        ]);
+        assert_eq!(
+            after_put(&before, &after, "mine"),
+            AfterPut::Lost(Some("later".into()))
+        );
+    }
+}
