@@ -7,20 +7,23 @@
 //!
 //! 1. Before the put: AWSPENDING on a version that is neither the token nor AWSCURRENT is
 //!    another rotation in progress: refuse ([`other_rotation`]).
-//! 2. After the put, DescribeSecret again ([`after_put`]). Versions that appeared since the
-//!    step's first DescribeSecret belong to rotations that raced this one past check 1.
-//!    - AWSPENDING on the token, no new version: this rotation won.
-//!    - AWSPENDING on the token and a new version without labels: this put took the label from
-//!      a rotation that put first (and may already be in setSecret). Give the label back and
-//!      refuse: the first put wins.
-//!    - AWSPENDING elsewhere: a later put took it; that rotation gives it back (the case above),
-//!      so wait a bounded time for it to return, else refuse.
+//! 2. After the put, wait a settle time S, then DescribeSecret again ([`after_put`], [`decide`]).
+//!    A version that appeared since the step's first DescribeSecret and has no label belongs to
+//!    a rotation that raced this one past check 1 and put first; the last put holds AWSPENDING.
+//!    - AWSPENDING elsewhere: a later put holds it; refuse and touch nothing.
+//!    - AWSPENDING on the token, no racing version: go on.
+//!    - AWSPENDING on the token, taken from a racing version: if this rotation took less than S
+//!      from its first DescribeSecret to its put, the other one's re-read (S after its earlier
+//!      put) comes after this put, so it sees the label elsewhere and refuses: go on. Otherwise
+//!      the other may already be past createSecret: give the label back and refuse.
 //!
-//! A rotation's setSecret and later steps run only while its token holds AWSPENDING, so a
-//! rotation that lost never sets its credential in the target system. In the rare interleaving
-//! where both see each other's version before either gives the label back, both refuse; the
-//! label then rests on one of the two versions (holding a value and no change in the target
-//! system), and the next run resumes it.
+//! So two rotations started together: the later put goes on, the earlier refuses. A rotation's
+//! setSecret and later steps run only while its token holds AWSPENDING, so a rotation that
+//! refused never sets its credential in the target system. Only when a racing createSecret takes
+//! longer than S between its read and its put can both refuse; the label then rests on a version
+//! that holds a value and changed nothing in the target system, and the next run resumes it.
+
+use std::time::Duration;
 
 use crate::secrets_manager::{SecretMetadata, AWSCURRENT, AWSPENDING};
 
@@ -37,7 +40,7 @@ pub fn other_rotation<'a>(metadata: &'a SecretMetadata, token: &str) -> Option<&
 pub enum AfterPut {
     /// AWSPENDING is on the token and no other rotation's version appeared: go on.
     Won,
-    /// AWSPENDING is on the token, taken from `from`, a rotation that put first: give it back.
+    /// AWSPENDING is on the token, taken from `from`, a rotation that put first.
     TookFrom(String),
     /// AWSPENDING is on `pending`, another rotation's version (or on none).
     Lost(Option<String>),
@@ -62,6 +65,30 @@ pub fn after_put(before: &SecretMetadata, after: &SecretMetadata, token: &str) -
     match raced.first() {
         Some(first) => AfterPut::TookFrom((*first).to_owned()),
         None => AfterPut::Won,
+    }
+}
+
+/// What createSecret does after its put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Go on with the rotation.
+    GoOn,
+    /// Move AWSPENDING back to this version, then refuse.
+    GiveBack(String),
+    /// Refuse, naming the version that holds AWSPENDING.
+    Refuse(String),
+}
+
+/// Decides from [`after_put`]'s finding, the time this step took from its first DescribeSecret
+/// to the end of its put, and the settle time waited after the put.
+pub fn decide(found: &AfterPut, read_to_put: Duration, settle: Duration) -> Decision {
+    match found {
+        AfterPut::Won => Decision::GoOn,
+        AfterPut::TookFrom(_) if read_to_put < settle => Decision::GoOn,
+        AfterPut::TookFrom(first) => Decision::GiveBack(first.clone()),
+        AfterPut::Lost(holder) => {
+            Decision::Refuse(holder.clone().unwrap_or_else(|| "(none)".to_owned()))
+        }
     }
 }
 
@@ -116,7 +143,7 @@ mod tests {
     }
 
     #[test]
-    fn a_later_put_gives_the_label_back_to_the_first() {
+    fn a_later_put_finds_the_version_it_took_the_label_from() {
         let before = metadata(&[("cur", &[AWSCURRENT])]);
         let after = metadata(&[
             ("cur", &[AWSCURRENT]),
@@ -141,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn a_first_put_whose_label_was_taken_has_lost_for_now() {
+    fn a_first_put_whose_label_was_taken_has_lost() {
         let before = metadata(&[("cur", &[AWSCURRENT])]);
         let after = metadata(&[
             ("cur", &[AWSCURRENT]),
@@ -151,6 +178,39 @@ mod tests {
         assert_eq!(
             after_put(&before, &after, "mine"),
             AfterPut::Lost(Some("later".into()))
+        );
+    }
+
+    const SETTLE: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_quick_later_put_goes_on_and_the_earlier_refuses() {
+        let took = AfterPut::TookFrom("first".into());
+        assert_eq!(
+            decide(&took, Duration::from_millis(300), SETTLE),
+            Decision::GoOn
+        );
+        let lost = AfterPut::Lost(Some("later".into()));
+        assert_eq!(
+            decide(&lost, Duration::from_millis(300), SETTLE),
+            Decision::Refuse("later".into())
+        );
+    }
+
+    #[test]
+    fn a_slow_later_put_gives_the_label_back() {
+        let took = AfterPut::TookFrom("first".into());
+        assert_eq!(
+            decide(&took, Duration::from_millis(1500), SETTLE),
+            Decision::GiveBack("first".into())
+        );
+    }
+
+    #[test]
+    fn a_put_alone_goes_on_however_slow() {
+        assert_eq!(
+            decide(&AfterPut::Won, Duration::from_secs(20), SETTLE),
+            Decision::GoOn
         );
     }
 }

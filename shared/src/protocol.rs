@@ -1,8 +1,8 @@
 //! Secrets Manager's rotation protocol: the checks every step makes, the idempotency of each
 //! step, and the label moves. Providers do the credential-specific work.
 //!
-//! Secrets Manager calls per rotation (single-user): createSecret 4 (Describe, Get AWSPENDING,
-//! Get AWSCURRENT, Put), setSecret 3 (Describe, Get AWSPENDING, Get AWSCURRENT; +1 for
+//! Secrets Manager calls per rotation (single-user): createSecret 5 (Describe, Get AWSPENDING,
+//! Get AWSCURRENT, Put, Describe), setSecret 3 (Describe, Get AWSPENDING, Get AWSCURRENT; +1 for
 //! AWSPREVIOUS only when the current password is refused, +1 for the master secret when
 //! alternating), testSecret 2 (Describe, Get AWSPENDING), finishSecret 3 (Describe and two
 //! UpdateSecretVersionStage). AWS's templates make about 14.
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rustls::ClientConfig;
 
-use crate::concurrent::{self, AfterPut};
+use crate::concurrent::{self, Decision};
 use crate::config::Config;
 use crate::error::{Result, RotationError};
 use crate::event::{RotationEvent, Step};
@@ -129,7 +129,7 @@ impl Engine {
                 Outcome::AlreadyCurrent
             }
             TokenState::Pending { has_version } => match event.step {
-                Step::Create => create(&ctx, event, has_version, &mut report).await?,
+                Step::Create => create(&ctx, event, started, has_version, &mut report).await?,
                 Step::Set => set(&ctx, event, &mut report).await?,
                 Step::Test => test(&ctx, event, &mut report).await?,
                 Step::Finish => {
@@ -259,6 +259,7 @@ async fn summarize(ctx: &StepContext<'_>, event: &RotationEvent, caller: Caller)
 async fn create(
     ctx: &StepContext<'_>,
     event: &RotationEvent,
+    read_at: Instant,
     has_version: bool,
     report: &mut StepReport,
 ) -> Result<Outcome> {
@@ -277,39 +278,36 @@ async fn create(
     report.strategy = Some(created.strategy.to_owned());
     sm.put_pending(arn, token, &created.value, event.rotation_token.as_ref())
         .await?;
-    settle_race(ctx, token).await?;
+    settle_race(ctx, token, read_at).await?;
     Ok(Outcome::Done)
 }
 
-/// How long a createSecret whose AWSPENDING label a racing put took waits for it to come back.
-const RACE_WAIT: Duration = Duration::from_secs(3);
-/// How often it looks.
-const RACE_POLL: Duration = Duration::from_millis(200);
+/// How long createSecret waits after its put before it re-reads the labels: a racing
+/// rotation that read the labels before this put and took less than this from that read to its
+/// own put has put by then (see [`concurrent`]).
+const RACE_SETTLE: Duration = Duration::from_secs(1);
 
-/// After createSecret's put: goes on only if this rotation holds AWSPENDING and took it from
-/// no other rotation (see [`concurrent`]).
-async fn settle_race(ctx: &StepContext<'_>, token: &str) -> Result<()> {
+/// After createSecret's put: goes on only if this rotation holds AWSPENDING and took it from no
+/// rotation that may already be past createSecret (see [`concurrent`]). `read_at` is when the
+/// step's DescribeSecret was sent.
+async fn settle_race(ctx: &StepContext<'_>, token: &str, read_at: Instant) -> Result<()> {
     let sm = ctx.secrets_manager;
     let arn = &ctx.secret.arn;
-    let waited = Instant::now();
-    loop {
-        let after = sm.describe(arn).await?;
-        match concurrent::after_put(ctx.secret, &after, token) {
-            AfterPut::Won => return Ok(()),
-            AfterPut::TookFrom(first) => {
-                sm.move_stage(arn, AWSPENDING, Some(&first), Some(token))
-                    .await?;
-                return Err(in_progress(arn, token, &first));
-            }
-            AfterPut::Lost(holder) if waited.elapsed() >= RACE_WAIT => {
-                return Err(in_progress(
-                    arn,
-                    token,
-                    holder.as_deref().unwrap_or("(none)"),
-                ));
-            }
-            AfterPut::Lost(_) => tokio::time::sleep(RACE_POLL).await,
+    let read_to_put = read_at.elapsed();
+    tokio::time::sleep(RACE_SETTLE).await;
+    let after = sm.describe(arn).await?;
+    match concurrent::decide(
+        &concurrent::after_put(ctx.secret, &after, token),
+        read_to_put,
+        RACE_SETTLE,
+    ) {
+        Decision::GoOn => Ok(()),
+        Decision::GiveBack(first) => {
+            sm.move_stage(arn, AWSPENDING, Some(&first), Some(token))
+                .await?;
+            Err(in_progress(arn, token, &first))
         }
+        Decision::Refuse(holder) => Err(in_progress(arn, token, &holder)),
     }
 }
 
