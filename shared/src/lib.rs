@@ -5,6 +5,7 @@
 //! credential. Every function binary is a thin `main` around [`lambda::serve`].
 
 pub mod aws_error;
+pub mod concurrent;
 pub mod config;
 pub mod error;
 pub mod event;
