@@ -88,6 +88,7 @@ export USERNAME_CHARACTER_LIMIT='32'
 export ROTATION_RDS_ENDPOINT='http://127.0.0.1:$rds_port'
 export ROTATION_RDS_RECORD='$stack_dir/rds-requests.jsonl'
 export ROTATION_EVENT_BUS='$event_bus'
+export ROTATION_SECRETS_RECORD='$stack_dir/secrets-used.jsonl'
 ENV
 }
 

@@ -13,7 +13,7 @@ use crate::secrets_manager::SecretsManager;
 
 /// Runs the compromise function's Lambda runtime loop.
 pub async fn serve() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    crate::logging::init();
     let aws = aws_config::load_from_env().await;
     let runner = Runner::from_env(&aws).inspect_err(|e| {
         tracing::error!(error = %e, "cannot start the compromise function");
