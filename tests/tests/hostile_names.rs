@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use integration_tests::stack::record_secret;
+use integration_tests::stack::{record_secret, MYSQL_DATABASE};
 use integration_tests::{assert_succeeded, Db, Role, Stack};
 use mysql_async::prelude::Queryable;
 use postgres_protocol::escape::{escape_identifier, escape_literal};
@@ -50,7 +50,7 @@ async fn pg_catalog(stack: &Stack) -> Catalog {
         "SELECT 'schema ' || nspname, concat_ws('|', pg_get_userbyid(nspowner), nspacl::text) FROM pg_namespace",
         "SELECT 'relation ' || relnamespace::regnamespace::text || '.' || relname, concat_ws('|', pg_get_userbyid(relowner), relacl::text, relkind) FROM pg_class WHERE relpersistence <> 't'",
         "SELECT 'default-acl ' || oid::text, concat_ws('|', pg_get_userbyid(defaclrole), defaclacl::text) FROM pg_default_acl",
-        "SELECT 'setting ' || setdatabase::text || ' ' || setrole::text, setconfig::text FROM pg_db_role_setting",
+        "SELECT 'setting ' || setdatabase::text || ' ' || pg_get_userbyid(setrole), setconfig::text FROM pg_db_role_setting",
     ];
     let mut catalog = Catalog::new();
     for sql in queries {
@@ -147,9 +147,18 @@ async fn create_user_and_database(
         Db::MariaDb => {
             let account = format!("{}@'%'", mysql::quote(user, false));
             let schema = format!("`{}`", dbname.replace('`', "``"));
+            // In GRANT the database name is a pattern: `\`, `_` and `%` are escaped.
+            let pattern = format!(
+                "`{}`",
+                dbname
+                    .replace('`', "``")
+                    .replace('\\', "\\\\")
+                    .replace('_', "\\_")
+                    .replace('%', "\\%")
+            );
             stack
                 .mysql_admin_sql(&format!(
-                    "CREATE USER {account} IDENTIFIED BY PASSWORD '{}'; CREATE DATABASE {schema}; GRANT SELECT ON {schema}.* TO {account}",
+                    "CREATE USER {account} IDENTIFIED BY PASSWORD '{}'; CREATE DATABASE {schema}; GRANT SELECT ON {pattern}.* TO {account}; GRANT SELECT ON `{MYSQL_DATABASE}`.* TO {account}",
                     mysql::native_password_hash(password)
                 ))
                 .await;
