@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod events;
 pub mod lambda;
+pub mod logging;
 pub mod metrics;
 pub mod mode;
 pub mod outcome;

@@ -13,7 +13,7 @@ use crate::secrets_manager::SecretsManager;
 
 /// Runs the compromise function's Lambda runtime loop.
 pub async fn serve() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    crate::logging::init();
     // The same bounded AWS calls (attempt and operation timeouts, SDK retries) as the steps.
     let config = crate::config::Config::from_env().inspect_err(|e| {
         tracing::error!(error = %e, "cannot start the compromise function");

@@ -74,8 +74,15 @@ pub trait Database {
     /// The engine's default port.
     const DEFAULT_PORT: u16;
 
-    /// The longest user name the engine (as configured) accepts, in characters.
+    /// The longest user name the engine (as configured) accepts, in the unit of
+    /// [`Database::username_len`].
     fn max_username_len(ctx: &StepContext<'_>) -> usize;
+
+    /// A user name's length as the engine limits it, and the unit's name: characters by
+    /// default (MySQL, MariaDB).
+    fn username_len(name: &str) -> (usize, &'static str) {
+        (name.chars().count(), "characters")
+    }
 
     /// Logs in, bounded by the configured timeout.
     async fn connect(
@@ -124,13 +131,13 @@ pub fn base_username(username: &str) -> &str {
 
 fn check_username<D: Database>(ctx: &StepContext<'_>, name: &str, version: &str) -> Result<()> {
     let limit = D::max_username_len(ctx);
-    let len = name.chars().count();
+    let (len, unit) = D::username_len(name);
     if len > limit {
         return Err(RotationError::invalid_secret(
             &ctx.secret.arn,
             version,
             format!(
-                "field `username`: the user name {name:?} is {len} characters; {} allows {limit} here",
+                "field `username`: the user name {name:?} is {len} {unit}; {} allows {limit} here",
                 D::PROVIDER
             ),
         ));
