@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs, idempotently: a project-local Python venv with moto's
 # server and cargo-lambda (from PyPI), PostgreSQL and MariaDB servers from Debian's packages
-# when none is installed, and openssl. Every step is skipped when its result is already there.
+# when none is installed, openssl, and cargo-fuzz and cargo-deny. Every step is skipped when its
+# result is already there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"
@@ -29,6 +30,15 @@ if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
 fi
 command -v openssl >/dev/null 2>&1 || { log "installing openssl"; apt_install openssl; }
 command -v python3 >/dev/null 2>&1 || { log "installing python3"; apt_install python3 python3-venv; }
+
+# cargo-fuzz (the fuzz targets in fuzz/) and cargo-deny (licenses, bans, sources), from
+# crates.io into ~/.cargo/bin, when missing.
+for tool in cargo-fuzz cargo-deny; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    log "installing $tool (cargo install --locked, a few minutes)"
+    cargo install --locked --quiet "$tool"
+  fi
+done
 
 stamp="$venv/.requirements.sha256"
 want=$(sha256sum "$root/scripts/requirements.txt" | cut -d' ' -f1)

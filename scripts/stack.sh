@@ -88,6 +88,7 @@ export USERNAME_CHARACTER_LIMIT='32'
 export ROTATION_RDS_ENDPOINT='http://127.0.0.1:$rds_port'
 export ROTATION_RDS_RECORD='$stack_dir/rds-requests.jsonl'
 export ROTATION_EVENT_BUS='$event_bus'
+export ROTATION_SECRETS_RECORD='$stack_dir/secrets-used.jsonl'
 ENV
 }
 
@@ -167,8 +168,11 @@ start_mysql() {
     --skip-name-resolve >/dev/null 2>&1 < /dev/null &
   wait_for "MariaDB" "$mysql_port"
   for _ in $(seq 50); do [ -S "$my/mariadb.sock" ] && break; sleep 0.1; done
+  # The password goes in as its mysql_native_password hash, so the general log never holds it.
+  local hash
+  hash=$(tr -d '\n' < "$my/admin-password" | openssl sha1 -binary | openssl sha1 | awk '{print toupper($NF)}')
   mariadb --no-defaults -S "$my/mariadb.sock" -u root <<SQL
-CREATE USER 'rotation_admin'@'%' IDENTIFIED BY '$(cat "$my/admin-password")';
+CREATE USER 'rotation_admin'@'%' IDENTIFIED BY PASSWORD '*$hash';
 GRANT ALL PRIVILEGES ON *.* TO 'rotation_admin'@'%' WITH GRANT OPTION;
 CREATE DATABASE rotation_test;
 SQL
@@ -220,6 +224,8 @@ start_lambda() {
     --env-var "ROTATION_DB_HOST_OVERRIDES=$ROTATION_DB_HOST_OVERRIDES" \
     --env-var "USERNAME_CHARACTER_LIMIT=$USERNAME_CHARACTER_LIMIT" \
     --env-var "ROTATION_RDS_WAIT_SECONDS=30" \
+    --env-var "ROTATION_DB_CONNECT_TIMEOUT_SECONDS=5" \
+    --env-var "ROTATION_DB_STATEMENT_TIMEOUT_SECONDS=10" \
     --env-var "EXCLUDE_CHARACTERS=§" \
     --env-var "AWS_LAMBDA_LOG_LEVEL=$log_level" \
     --env-var "ROTATION_EVENT_BUS=$ROTATION_EVENT_BUS" \

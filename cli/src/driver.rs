@@ -45,6 +45,20 @@ pub struct StepRun {
     pub result: Result<StepReport, InvokeError>,
 }
 
+/// What [`LocalDriver::run_steps_observed`] reports while it runs.
+#[derive(Debug)]
+pub enum StepProgress<'a> {
+    /// A step's function is being invoked.
+    Started {
+        /// The step.
+        step: Step,
+        /// The function invoked.
+        function: &'static str,
+    },
+    /// A step ended (successfully or not).
+    Finished(&'a StepRun),
+}
+
 /// A whole rotation as the driver ran it.
 #[derive(Debug)]
 pub struct RotationRun {
@@ -174,6 +188,20 @@ impl LocalDriver {
         token: &str,
         rotation_token: Option<&SecretString>,
     ) -> Vec<StepRun> {
+        self.run_steps_observed(steps, secret_id, token, rotation_token, &mut |_| {})
+            .await
+    }
+
+    /// [`LocalDriver::run_steps`], telling `observe` when each step starts and ends (for live
+    /// progress).
+    pub async fn run_steps_observed(
+        &self,
+        steps: &[Step],
+        secret_id: &str,
+        token: &str,
+        rotation_token: Option<&SecretString>,
+        observe: &mut (dyn FnMut(StepProgress<'_>) + Send),
+    ) -> Vec<StepRun> {
         let mut runs = Vec::with_capacity(steps.len());
         let mut context = RotationContext::default();
         if self.functions == Functions::PerStep {
@@ -182,6 +210,10 @@ impl LocalDriver {
                 .ok();
         }
         for &step in steps {
+            observe(StepProgress::Started {
+                step,
+                function: self.functions.name(step),
+            });
             let run = self
                 .step_with(step, secret_id, token, rotation_token, context.clone())
                 .await;
@@ -189,6 +221,7 @@ impl LocalDriver {
                 context.provider = report.provider.clone().or(context.provider);
                 context.strategy = report.strategy.clone().or(context.strategy);
             }
+            observe(StepProgress::Finished(&run));
             let failed = run.result.is_err();
             runs.push(run);
             if failed {
@@ -219,6 +252,11 @@ impl LocalDriver {
             resumed,
             steps,
         })
+    }
+
+    /// The Secrets Manager client it reads labels with.
+    pub fn secrets(&self) -> &Client {
+        &self.secrets
     }
 
     /// The invoker, for raw invocations.

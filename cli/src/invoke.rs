@@ -89,13 +89,10 @@ impl LambdaInvoker {
             .body(body)
             .send()
             .await
-            .map_err(|e| transport(e.to_string()))?;
+            .map_err(|e| transport(describe(&e)))?;
         let status = response.status();
         let function_error = response.headers().get("x-amz-function-error").is_some();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| transport(e.to_string()))?;
+        let text = response.text().await.map_err(|e| transport(describe(&e)))?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status.is_success() && !function_error {
             return Ok(value);
@@ -109,5 +106,20 @@ impl LambdaInvoker {
             });
         }
         Err(transport(format!("HTTP {status}: {value}")))
+    }
+}
+
+/// An HTTP error with its causes; a timeout says so first.
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    if e.is_timeout() {
+        format!("timed out waiting for the function ({text})")
+    } else {
+        text
     }
 }

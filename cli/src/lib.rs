@@ -1,6 +1,17 @@
 //! The on-call command line's library, and the local driver that plays Secrets Manager's part
 //! against `cargo lambda watch`.
+//!
+//! - [`rotate`]: one secret's rotation (or a compromise response) against AWS or the local stack.
+//! - [`batch`]: many secrets at once, bounded concurrency, the results table.
+//! - [`status`] and [`timeline`]: a secret's versions, schedule and credential lifecycle.
+//! - [`diagnose`]: clear messages for the failures an on-call engineer meets.
+//! - [`driver`], [`invoke`], [`versions`]: the local driver and its pieces.
 
+pub mod batch;
+pub mod diagnose;
 pub mod driver;
 pub mod invoke;
+pub mod rotate;
+pub mod status;
+pub mod timeline;
 pub mod versions;

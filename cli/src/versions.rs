@@ -44,3 +44,12 @@ pub fn render(labels: &Labels) -> String {
         .map(|(id, stages)| format!("  {id}  {}\n", stages.join(", ")))
         .collect()
 }
+
+/// Renders labels on one line: `<version id>: AWSCURRENT; ...`.
+pub fn render_inline(labels: &Labels) -> String {
+    labels
+        .iter()
+        .map(|(id, stages)| format!("{id}: {}", stages.join(",")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -11,6 +11,16 @@ use crate::password::PasswordPolicy;
 pub const ENV_DB_CA_FILE: &str = "ROTATION_DB_CA_FILE";
 /// Environment variable: seconds allowed for one database connection (TCP, TLS and login).
 pub const ENV_DB_CONNECT_TIMEOUT: &str = "ROTATION_DB_CONNECT_TIMEOUT_SECONDS";
+/// Environment variable: seconds allowed for one database statement once logged in (a
+/// connection that accepts and then hangs fails within this bound).
+pub const ENV_DB_STATEMENT_TIMEOUT: &str = "ROTATION_DB_STATEMENT_TIMEOUT_SECONDS";
+/// Environment variable: seconds allowed for one attempt of an AWS API call (the SDK retries
+/// a timed-out attempt while attempts and the operation timeout allow).
+pub const ENV_AWS_ATTEMPT_TIMEOUT: &str = "ROTATION_AWS_ATTEMPT_TIMEOUT_SECONDS";
+/// Environment variable: seconds allowed for one AWS API call, all retries included.
+pub const ENV_AWS_OPERATION_TIMEOUT: &str = "ROTATION_AWS_OPERATION_TIMEOUT_SECONDS";
+/// The bound on opening a connection to an AWS endpoint (the SDK's default).
+const AWS_CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
 /// Environment variable: where to connect instead of a secret's (or RDS's) endpoint, as
 /// `PATTERN:PORT=HOST:PORT` entries separated by commas or semicolons; PATTERN may start with `*.` (for
 /// example a tunnel, or the local stack standing in for RDS).
@@ -99,6 +109,12 @@ pub struct Config {
     pub db_ca_file: Option<PathBuf>,
     /// Bound on one database connection.
     pub db_connect_timeout: Duration,
+    /// Bound on one database statement.
+    pub db_statement_timeout: Duration,
+    /// Bound on one attempt of an AWS API call.
+    pub aws_attempt_timeout: Duration,
+    /// Bound on one AWS API call, retries included.
+    pub aws_operation_timeout: Duration,
     /// Where to connect instead of an endpoint.
     pub db_host_overrides: Vec<HostOverride>,
     /// The longest MySQL user name.
@@ -165,6 +181,19 @@ impl Config {
             },
         };
         let db_connect_timeout = Duration::from_secs(number(ENV_DB_CONNECT_TIMEOUT, 5, 1..=300)?);
+        let db_statement_timeout =
+            Duration::from_secs(number(ENV_DB_STATEMENT_TIMEOUT, 30, 1..=600)?);
+        let aws_attempt_timeout =
+            Duration::from_secs(number(ENV_AWS_ATTEMPT_TIMEOUT, 10, 1..=300)?);
+        let aws_operation_timeout =
+            Duration::from_secs(number(ENV_AWS_OPERATION_TIMEOUT, 30, 1..=900)?);
+        if aws_operation_timeout < aws_attempt_timeout {
+            return Err(RotationError::Config(format!(
+                "{ENV_AWS_OPERATION_TIMEOUT} ({} s) must not be shorter than {ENV_AWS_ATTEMPT_TIMEOUT} ({} s)",
+                aws_operation_timeout.as_secs(),
+                aws_attempt_timeout.as_secs()
+            )));
+        }
         let metrics_namespace = match lookup(ENV_METRICS_NAMESPACE) {
             None => DEFAULT_METRICS_NAMESPACE.to_owned(),
             Some(raw) => {
@@ -187,6 +216,9 @@ impl Config {
                 .filter(|p| !p.trim().is_empty())
                 .map(PathBuf::from),
             db_connect_timeout,
+            db_statement_timeout,
+            aws_attempt_timeout,
+            aws_operation_timeout,
             iam_strict_revocation,
             iam_propagation_timeout,
             event_bus: lookup(ENV_EVENT_BUS)
@@ -198,6 +230,22 @@ impl Config {
 }
 
 impl Config {
+    /// The AWS configuration from the environment (region, credentials, endpoints, and the
+    /// SDK's own `AWS_RETRY_MODE` and `AWS_MAX_ATTEMPTS`: standard mode, 3 attempts with
+    /// exponential backoff and jitter by default), with every call bounded by the attempt and
+    /// operation timeouts.
+    pub async fn load_aws(&self) -> aws_config::SdkConfig {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(AWS_CONNECT_TIMEOUT.min(self.aws_attempt_timeout))
+            .operation_attempt_timeout(self.aws_attempt_timeout)
+            .operation_timeout(self.aws_operation_timeout)
+            .build();
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .load()
+            .await
+    }
+
     /// The endpoint to connect to: `endpoint`, or where an override sends it.
     pub fn endpoint_for(
         &self,
@@ -230,6 +278,9 @@ mod tests {
     fn defaults_and_overrides() {
         let config = Config::from_lookup(|_| None).unwrap();
         assert_eq!(config.db_connect_timeout, Duration::from_secs(5));
+        assert_eq!(config.db_statement_timeout, Duration::from_secs(30));
+        assert_eq!(config.aws_attempt_timeout, Duration::from_secs(10));
+        assert_eq!(config.aws_operation_timeout, Duration::from_secs(30));
         assert!(config.db_ca_file.is_none());
         assert!(!config.iam_strict_revocation);
         assert_eq!(config.iam_propagation_timeout, Duration::from_secs(30));
@@ -240,6 +291,9 @@ mod tests {
         assert_eq!(config.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
         let env: HashMap<&str, &str> = [
             (ENV_DB_CONNECT_TIMEOUT, "9"),
+            (ENV_DB_STATEMENT_TIMEOUT, "7"),
+            (ENV_AWS_ATTEMPT_TIMEOUT, "4"),
+            (ENV_AWS_OPERATION_TIMEOUT, "12"),
             (ENV_DB_CA_FILE, "/tmp/ca.pem"),
             (ENV_IAM_STRICT_REVOCATION, "TRUE"),
             (ENV_IAM_PROPAGATION_TIMEOUT, "90"),
@@ -249,6 +303,9 @@ mod tests {
         .into();
         let config = Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(config.db_connect_timeout, Duration::from_secs(9));
+        assert_eq!(config.db_statement_timeout, Duration::from_secs(7));
+        assert_eq!(config.aws_attempt_timeout, Duration::from_secs(4));
+        assert_eq!(config.aws_operation_timeout, Duration::from_secs(12));
         assert_eq!(config.db_ca_file.unwrap(), PathBuf::from("/tmp/ca.pem"));
         assert!(config.iam_strict_revocation);
         assert_eq!(config.event_bus.as_deref(), Some("rotation-outcomes"));
@@ -297,12 +354,31 @@ mod tests {
     }
 
     #[test]
+    fn rejects_an_operation_timeout_shorter_than_an_attempt() {
+        let env: HashMap<&str, &str> = [
+            (ENV_AWS_ATTEMPT_TIMEOUT, "20"),
+            (ENV_AWS_OPERATION_TIMEOUT, "10"),
+        ]
+        .into();
+        let err = Config::from_lookup(|k| env.get(k).map(|v| v.to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(ENV_AWS_OPERATION_TIMEOUT), "{err}");
+    }
+
+    #[test]
     fn rejects_a_bad_timeout_naming_the_variable() {
         let err = Config::from_lookup(|k| (k == ENV_DB_CONNECT_TIMEOUT).then(|| "soon".into()))
             .unwrap_err()
             .to_string();
         assert!(err.contains(ENV_DB_CONNECT_TIMEOUT), "{err}");
-        for name in [ENV_IAM_STRICT_REVOCATION, ENV_IAM_PROPAGATION_TIMEOUT] {
+        for name in [
+            ENV_IAM_STRICT_REVOCATION,
+            ENV_IAM_PROPAGATION_TIMEOUT,
+            ENV_DB_STATEMENT_TIMEOUT,
+            ENV_AWS_ATTEMPT_TIMEOUT,
+            ENV_AWS_OPERATION_TIMEOUT,
+        ] {
             let err = Config::from_lookup(|k| (k == name).then(|| "maybe".into()))
                 .unwrap_err()
                 .to_string();

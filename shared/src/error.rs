@@ -93,6 +93,20 @@ pub enum RotationError {
         /// What is wrong with it.
         problem: String,
     },
+    /// Another rotation of the secret is in progress: its AWSPENDING version is neither this
+    /// rotation's token nor AWSCURRENT.
+    #[error(
+        "secret {secret}: rotation in progress: AWSPENDING is on version {pending}, not on this \
+         rotation's version {token}; let that rotation finish (running the rotation again resumes it)"
+    )]
+    RotationInProgress {
+        /// The secret's ARN or name.
+        secret: String,
+        /// The ClientRequestToken of the event.
+        token: String,
+        /// The version of the other rotation.
+        pending: String,
+    },
     /// The secret's JSON is invalid: the message names the field, never its value.
     #[error("secret {secret} ({version}): {problem}")]
     InvalidSecret {
@@ -187,6 +201,7 @@ impl RotationError {
             RotationError::RotationDisabled { .. } => "RotationDisabled",
             RotationError::WrongMode { .. } => "WrongMode",
             RotationError::BadToken { .. } => "BadToken",
+            RotationError::RotationInProgress { .. } => "RotationInProgress",
             RotationError::InvalidSecret { .. } => "InvalidSecret",
             RotationError::Config(_) => "Configuration",
             RotationError::SecretsManager { .. } => "SecretsManager",

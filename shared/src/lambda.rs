@@ -32,7 +32,7 @@ impl From<StepFailure> for Diagnostic {
 /// Runs the Lambda runtime loop as `caller`: the `rotate` function runs whichever step the
 /// event asks for; a step function runs only its own step.
 pub async fn serve(caller: Caller) -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    crate::logging::init();
     let engine = Engine::from_env().await.inspect_err(|e| {
         tracing::error!(error = %e, "cannot start the rotation function");
     })?;

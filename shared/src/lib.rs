@@ -5,11 +5,13 @@
 //! credential. Every function binary is a thin `main` around [`lambda::serve`].
 
 pub mod aws_error;
+pub mod concurrent;
 pub mod config;
 pub mod error;
 pub mod event;
 pub mod events;
 pub mod lambda;
+pub mod logging;
 pub mod metrics;
 pub mod mode;
 pub mod outcome;

@@ -1,17 +1,18 @@
 //! Secrets Manager's rotation protocol: the checks every step makes, the idempotency of each
 //! step, and the label moves. Providers do the credential-specific work.
 //!
-//! Secrets Manager calls per rotation (single-user): createSecret 4 (Describe, Get AWSPENDING,
-//! Get AWSCURRENT, Put), setSecret 3 (Describe, Get AWSPENDING, Get AWSCURRENT; +1 for
+//! Secrets Manager calls per rotation (single-user): createSecret 5 (Describe, Get AWSPENDING,
+//! Get AWSCURRENT, Put, Describe), setSecret 3 (Describe, Get AWSPENDING, Get AWSCURRENT; +1 for
 //! AWSPREVIOUS only when the current password is refused, +1 for the master secret when
 //! alternating), testSecret 2 (Describe, Get AWSPENDING), finishSecret 3 (Describe and two
 //! UpdateSecretVersionStage). AWS's templates make about 14.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use rustls::ClientConfig;
 
+use crate::concurrent::{self, Decision};
 use crate::config::Config;
 use crate::error::{Result, RotationError};
 use crate::event::{RotationEvent, Step};
@@ -60,7 +61,7 @@ impl Engine {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let config = Config::from_env()?;
         let tls = crate::tls::client_config(config.db_ca_file.as_deref())?;
-        let aws = aws_config::load_from_env().await;
+        let aws = config.load_aws().await;
         Ok(Engine {
             client: aws_sdk_secretsmanager::Client::new(&aws),
             publisher: config
@@ -128,7 +129,7 @@ impl Engine {
                 Outcome::AlreadyCurrent
             }
             TokenState::Pending { has_version } => match event.step {
-                Step::Create => create(&ctx, event, has_version, &mut report).await?,
+                Step::Create => create(&ctx, event, started, has_version, &mut report).await?,
                 Step::Set => set(&ctx, event, &mut report).await?,
                 Step::Test => test(&ctx, event, &mut report).await?,
                 Step::Finish => {
@@ -258,12 +259,16 @@ async fn summarize(ctx: &StepContext<'_>, event: &RotationEvent, caller: Caller)
 async fn create(
     ctx: &StepContext<'_>,
     event: &RotationEvent,
+    read_at: Instant,
     has_version: bool,
     report: &mut StepReport,
 ) -> Result<Outcome> {
     let sm = ctx.secrets_manager;
     let arn = &ctx.secret.arn;
     let token = &event.client_request_token;
+    if let Some(other) = concurrent::other_rotation(ctx.secret, token) {
+        return Err(in_progress(arn, token, other));
+    }
     if has_version && sm.get_value(arn, Some(token), AWSPENDING).await?.is_some() {
         return Ok(Outcome::AlreadyDone);
     }
@@ -273,7 +278,51 @@ async fn create(
     report.strategy = Some(created.strategy.to_owned());
     sm.put_pending(arn, token, &created.value, event.rotation_token.as_ref())
         .await?;
+    // A version created for the token before this step (Secrets Manager's empty AWSPENDING
+    // placeholder) reserves the rotation: RotateSecret refuses to start another while it is
+    // pending, so there is no race to settle. Without one (the workflow, a person, the local
+    // driver), two callers may have passed the check above together.
+    if !has_version {
+        settle_race(ctx, token, read_at).await?;
+    }
     Ok(Outcome::Done)
+}
+
+/// How long createSecret waits after its put before it re-reads the labels: a racing
+/// rotation that read the labels before this put and took less than this from that read to its
+/// own put has put by then (see [`concurrent`]).
+const RACE_SETTLE: Duration = Duration::from_secs(1);
+
+/// After createSecret's put: goes on only if this rotation holds AWSPENDING and took it from no
+/// rotation that may already be past createSecret (see [`concurrent`]). `read_at` is when the
+/// step's DescribeSecret was sent.
+async fn settle_race(ctx: &StepContext<'_>, token: &str, read_at: Instant) -> Result<()> {
+    let sm = ctx.secrets_manager;
+    let arn = &ctx.secret.arn;
+    let read_to_put = read_at.elapsed();
+    tokio::time::sleep(RACE_SETTLE).await;
+    let after = sm.describe(arn).await?;
+    match concurrent::decide(
+        &concurrent::after_put(ctx.secret, &after, token),
+        read_to_put,
+        RACE_SETTLE,
+    ) {
+        Decision::GoOn => Ok(()),
+        Decision::GiveBack(first) => {
+            sm.move_stage(arn, AWSPENDING, Some(&first), Some(token))
+                .await?;
+            Err(in_progress(arn, token, &first))
+        }
+        Decision::Refuse(holder) => Err(in_progress(arn, token, &holder)),
+    }
+}
+
+fn in_progress(arn: &str, token: &str, pending: &str) -> RotationError {
+    RotationError::RotationInProgress {
+        secret: arn.to_owned(),
+        token: token.to_owned(),
+        pending: pending.to_owned(),
+    }
 }
 
 async fn set(

@@ -65,9 +65,68 @@ pub fn client_config(extra_ca_file: Option<&Path>) -> Result<Arc<ClientConfig>> 
     Ok(Arc::new(config))
 }
 
+/// A plain statement of why a TLS connection was refused, when `e` or one of its causes is a
+/// certificate error from rustls or a server without TLS: expired, not yet valid, for another
+/// host name, from an untrusted CA, or no TLS at all.
+pub fn refusal_cause(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut current = Some(e);
+    while let Some(cause) = current {
+        let rustls_error = cause.downcast_ref::<rustls::Error>().or_else(|| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::InvalidCertificate(certificate)) = rustls_error {
+            return Some(certificate_cause(certificate));
+        }
+        let text = cause.to_string();
+        if text.contains("server does not support TLS")
+            || text.contains("SSL but server does not have this capability")
+        {
+            return Some("the server does not support TLS, and TLS is required");
+        }
+        current = cause.source();
+    }
+    None
+}
+
+fn certificate_cause(error: &rustls::CertificateError) -> &'static str {
+    use rustls::CertificateError as E;
+    match error {
+        E::Expired | E::ExpiredContext { .. } => "the server's certificate has expired",
+        E::NotValidYet | E::NotValidYetContext { .. } => {
+            "the server's certificate is not valid yet"
+        }
+        E::NotValidForName | E::NotValidForNameContext { .. } => {
+            "the server's certificate is for another host name"
+        }
+        E::UnknownIssuer => {
+            "the server's certificate is signed by a CA that is not trusted (the trusted CAs are the system's, the Amazon RDS bundle and ROTATION_DB_CA_FILE)"
+        }
+        E::Revoked => "the server's certificate is revoked",
+        _ => "the server's certificate is invalid",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusal_causes_are_named_through_io_errors() {
+        let expired = std::io::Error::other(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::Expired,
+        ));
+        assert_eq!(
+            refusal_cause(&expired),
+            Some("the server's certificate has expired")
+        );
+        let issuer = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        assert!(refusal_cause(&issuer).unwrap().contains("not trusted"));
+        let plain = std::io::Error::other("connection reset");
+        assert_eq!(refusal_cause(&plain), None);
+    }
 
     #[test]
     fn rds_bundle_parses() {

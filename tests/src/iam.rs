@@ -48,9 +48,11 @@ impl Stack {
             .await
             .expect("CreateAccessKey");
         let key = out.access_key().expect("access key");
+        let secret = SecretString::from(key.secret_access_key().to_owned());
+        crate::stack::record_secret(&secret);
         AccessKey {
             id: key.access_key_id().to_owned(),
-            secret: SecretString::from(key.secret_access_key().to_owned()),
+            secret,
         }
     }
 

@@ -127,6 +127,12 @@ impl Stack {
     pub async fn from_env() -> Self {
         let aws = aws_config::load_from_env().await;
         let ca = PathBuf::from(env("ROTATION_DB_CA_FILE"));
+        for admin in [
+            "ROTATION_PG_ADMIN_PASSWORD",
+            "ROTATION_MYSQL_ADMIN_PASSWORD",
+        ] {
+            record_secret(&SecretString::from(env(admin)));
+        }
         Stack {
             secrets: SecretsClient::new(&aws),
             iam: aws_sdk_iam::Client::new(&aws),
@@ -167,9 +173,18 @@ impl Stack {
         )
     }
 
-    /// A random password from the functions' default policy.
+    /// A random password from the functions' default policy (recorded, see [`record_secret`]).
     pub fn password() -> SecretString {
-        PasswordPolicy::default().generate().expect("password")
+        let password = PasswordPolicy::default().generate().expect("password");
+        record_secret(&password);
+        password
+    }
+
+    /// A fresh RotationToken for [`LocalDriver::rotate_with`] (recorded, see [`record_secret`]).
+    pub fn rotation_token() -> SecretString {
+        let token = SecretString::from(format!("rotation-token-{}", uuid::Uuid::new_v4()));
+        record_secret(&token);
+        token
     }
 
     /// The endpoint of the stack's PostgreSQL server, database `postgres`.
@@ -457,6 +472,7 @@ impl Stack {
 
     /// Creates a secret in Secrets Manager and returns its ARN.
     pub async fn create_secret(&self, name: &str, value: &Value) -> String {
+        record_value(value);
         let out = self
             .secrets
             .create_secret()
@@ -475,6 +491,7 @@ impl Stack {
         value: &Value,
         tags: &[(&str, &str)],
     ) -> String {
+        record_value(value);
         let mut request = self
             .secrets
             .create_secret()
@@ -609,7 +626,9 @@ impl Stack {
             .send()
             .await
             .expect("GetSecretValue");
-        serde_json::from_str(out.secret_string().expect("string")).expect("JSON")
+        let value = serde_json::from_str(out.secret_string().expect("string")).expect("JSON");
+        record_value(&value);
+        value
     }
 
     /// Username and password of the version with `stage`.
@@ -648,6 +667,7 @@ impl Stack {
                     .secret_string()
                     .and_then(|s| serde_json::from_str::<Value>(s).ok())
                 {
+                    record_value(&value);
                     values.push(value);
                 }
             }
@@ -664,6 +684,46 @@ impl Stack {
             .map(|p| SecretString::from(p.to_owned()))
             .collect()
     }
+}
+
+/// Appends a secret the tests used (a password, a secret access key, key material, a
+/// RotationToken) to the stack's record `ROTATION_SECRETS_RECORD`, one JSON string per line, so
+/// that `scan-logs` can search every log of the run for it afterwards. Does nothing when the
+/// variable is unset.
+pub fn record_secret(secret: &SecretString) {
+    use std::io::Write as _;
+    let Ok(path) = std::env::var("ROTATION_SECRETS_RECORD") else {
+        return;
+    };
+    let line = format!("{}\n", Value::String(secret.expose_secret().to_owned()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path);
+    if let Err(e) = file.and_then(|mut f| f.write_all(line.as_bytes())) {
+        panic!("cannot append to the secrets record {path}: {e}");
+    }
+}
+
+/// Records every secret a secret value holds: `password`, the secret access key and each
+/// key's `material` (see [`record_secret`]).
+pub fn record_value(value: &Value) {
+    for secret in secrets_in(value) {
+        record_secret(&secret);
+    }
+}
+
+/// The secrets a secret value holds: `password`, the secret access key (either spelling) and
+/// each key's `material`.
+pub fn secrets_in(value: &Value) -> Vec<SecretString> {
+    let keys = value["keys"].as_array().into_iter().flatten();
+    ["password", "SecretAccessKey", "secretAccessKey"]
+        .iter()
+        .map(|field| &value[*field])
+        .chain(keys.map(|key| &key["material"]))
+        .filter_map(Value::as_str)
+        .map(|secret| SecretString::from(secret.to_owned()))
+        .collect()
 }
 
 /// Panics with the driver's table unless every step of the rotation succeeded.

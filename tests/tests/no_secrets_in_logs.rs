@@ -22,7 +22,7 @@ async fn read_log_until(path: &std::path::Path, needle: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn rotations_log_no_password_and_no_rotation_token() {
     let stack = Stack::from_env().await;
-    let rotation_token = SecretString::from(format!("rotation-token-{}", uuid::Uuid::new_v4()));
+    let rotation_token = Stack::rotation_token();
     let mut secrets: Vec<SecretString> = vec![rotation_token.clone()];
     let mut rotated = Vec::new();
 

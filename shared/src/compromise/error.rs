@@ -47,6 +47,17 @@ pub enum CompromiseError {
         /// The labels last seen.
         state: String,
     },
+    /// A rotation's version lost AWSPENDING without becoming AWSCURRENT: the rotation was
+    /// abandoned (its AWSPENDING label removed) and will not finish.
+    #[error("secret {secret}: rotation {version} was abandoned: it is neither AWSPENDING nor AWSCURRENT ({state})")]
+    Abandoned {
+        /// The secret's ARN.
+        secret: String,
+        /// The version that was being rotated in.
+        version: String,
+        /// The labels seen.
+        state: String,
+    },
 }
 
 impl CompromiseError {
@@ -59,6 +70,7 @@ impl CompromiseError {
             CompromiseError::NotRotatable { .. } => "NotRotatable",
             CompromiseError::Start { .. } => "RotationNotStarted",
             CompromiseError::Timeout { .. } => "RotationTimeout",
+            CompromiseError::Abandoned { .. } => "RotationAbandoned",
         }
     }
 }

@@ -13,8 +13,12 @@ use crate::secrets_manager::SecretsManager;
 
 /// Runs the compromise function's Lambda runtime loop.
 pub async fn serve() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    let aws = aws_config::load_from_env().await;
+    crate::logging::init();
+    // The same bounded AWS calls (attempt and operation timeouts, SDK retries) as the steps.
+    let config = crate::config::Config::from_env().inspect_err(|e| {
+        tracing::error!(error = %e, "cannot start the compromise function");
+    })?;
+    let aws = config.load_aws().await;
     let runner = Runner::from_env(&aws).inspect_err(|e| {
         tracing::error!(error = %e, "cannot start the compromise function");
     })?;

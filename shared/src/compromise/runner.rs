@@ -136,7 +136,9 @@ impl Runner {
         Ok(versions)
     }
 
-    async fn start(&self, plan: &SecretPlan, token: &str) -> Result<(), CompromiseError> {
+    /// Starts one rotation of `plan`'s secret with `token` as its new version, the way the
+    /// secret's mode starts rotations. On the local stack it runs the whole rotation.
+    pub async fn start(&self, plan: &SecretPlan, token: &str) -> Result<(), CompromiseError> {
         let failed = |detail: String| CompromiseError::Start {
             secret: plan.secret_arn.clone(),
             version: token.to_owned(),
@@ -189,7 +191,7 @@ impl Runner {
     }
 
     /// The token of the rotation in progress (AWSPENDING on a version that is not AWSCURRENT).
-    async fn in_progress(&self, secret: &str) -> Result<Option<String>, CompromiseError> {
+    pub async fn in_progress(&self, secret: &str) -> Result<Option<String>, CompromiseError> {
         let metadata = SecretsManager::new(self.secrets.clone())
             .describe(secret)
             .await?;
@@ -202,8 +204,25 @@ impl Runner {
     /// Waits until no rotation is in progress and, when `token` is given, until it is
     /// AWSCURRENT.
     async fn wait(&self, secret: &str, token: Option<&str>) -> Result<(), CompromiseError> {
+        self.wait_with(secret, token, || async {}).await
+    }
+
+    /// [`Runner::wait`] awaiting `before_poll` before each DescribeSecret (a caller's rate
+    /// limiter). A version of `token` that loses AWSPENDING without becoming AWSCURRENT is a
+    /// failed rotation.
+    pub async fn wait_with<F, Fut>(
+        &self,
+        secret: &str,
+        token: Option<&str>,
+        mut before_poll: F,
+    ) -> Result<(), CompromiseError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         let started = Instant::now();
         loop {
+            before_poll().await;
             let metadata = SecretsManager::new(self.secrets.clone())
                 .describe(secret)
                 .await?;
@@ -216,6 +235,18 @@ impl Runner {
             };
             if done {
                 return Ok(());
+            }
+            if let Some(token) = token {
+                let stages = metadata.stages_of(token).unwrap_or_default();
+                let abandoned = metadata.stages_of(token).is_some()
+                    && !stages.iter().any(|s| s == AWSPENDING || s == AWSCURRENT);
+                if abandoned {
+                    return Err(CompromiseError::Abandoned {
+                        secret: metadata.arn.clone(),
+                        version: token.to_owned(),
+                        state: describe_labels(&metadata),
+                    });
+                }
             }
             if started.elapsed() >= self.timeout {
                 return Err(CompromiseError::Timeout {

@@ -42,6 +42,28 @@ impl Who {
     }
 }
 
+/// Runs one statement of a logged-in session, bounded by the configured statement timeout: a
+/// server that accepted the login and then stopped answering fails the step in bounded time.
+async fn bounded<T>(
+    ctx: &StepContext<'_>,
+    who: &Who,
+    what: &str,
+    statement: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let limit = ctx.config.db_statement_timeout;
+    match tokio::time::timeout(limit, statement).await {
+        Ok(result) => result,
+        Err(_) => Err(who.error(
+            DbFailure::Network,
+            format!(
+                "{what}: no answer within {} s ({})",
+                limit.as_secs(),
+                crate::config::ENV_DB_STATEMENT_TIMEOUT
+            ),
+        )),
+    }
+}
+
 /// One database engine: how to log in and which SQL changes passwords.
 #[allow(async_fn_in_trait)]
 pub trait Database {
@@ -52,8 +74,15 @@ pub trait Database {
     /// The engine's default port.
     const DEFAULT_PORT: u16;
 
-    /// The longest user name the engine (as configured) accepts, in characters.
+    /// The longest user name the engine (as configured) accepts, in the unit of
+    /// [`Database::username_len`].
     fn max_username_len(ctx: &StepContext<'_>) -> usize;
+
+    /// A user name's length as the engine limits it, and the unit's name: characters by
+    /// default (MySQL, MariaDB).
+    fn username_len(name: &str) -> (usize, &'static str) {
+        (name.chars().count(), "characters")
+    }
 
     /// Logs in, bounded by the configured timeout.
     async fn connect(
@@ -102,13 +131,13 @@ pub fn base_username(username: &str) -> &str {
 
 fn check_username<D: Database>(ctx: &StepContext<'_>, name: &str, version: &str) -> Result<()> {
     let limit = D::max_username_len(ctx);
-    let len = name.chars().count();
+    let (len, unit) = D::username_len(name);
     if len > limit {
         return Err(RotationError::invalid_secret(
             &ctx.secret.arn,
             version,
             format!(
-                "field `username`: the user name {name:?} is {len} characters; {} allows {limit} here",
+                "field `username`: the user name {name:?} is {len} {unit}; {} allows {limit} here",
                 D::PROVIDER
             ),
         ));
@@ -284,16 +313,27 @@ pub async fn set<D: Database>(
     match current.strategy {
         Strategy::SingleUser => {
             let (mut session, who) = login_current_or_previous::<D>(ctx, &current).await?;
-            D::set_own_password(&mut session, &who, &pending.password).await?;
+            bounded(
+                ctx,
+                &who,
+                "changing the password",
+                D::set_own_password(&mut session, &who, &pending.password),
+            )
+            .await?;
         }
         Strategy::AlternatingUsers => {
             let (mut session, who) = login_master::<D>(ctx, &current).await?;
-            D::set_alternate_password(
-                &mut session,
+            bounded(
+                ctx,
                 &who,
-                &current.username,
-                &pending.username,
-                &pending.password,
+                "setting the alternate user's password",
+                D::set_alternate_password(
+                    &mut session,
+                    &who,
+                    &current.username,
+                    &pending.username,
+                    &pending.password,
+                ),
             )
             .await?;
         }
@@ -396,7 +436,13 @@ pub async fn test<D: Database>(
     let endpoint = ctx.config.endpoint_for(Endpoint::of(&pending));
     let as_pending = who(Credential::Pending, &pending.username, &endpoint);
     let mut session = D::connect(ctx, &endpoint, &as_pending, &pending.password).await?;
-    D::probe(&mut session, &as_pending).await?;
+    bounded(
+        ctx,
+        &as_pending,
+        "the test query",
+        D::probe(&mut session, &as_pending),
+    )
+    .await?;
     Ok(ProviderResult {
         provider: D::PROVIDER,
         strategy: pending.strategy.as_str(),

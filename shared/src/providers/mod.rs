@@ -271,9 +271,13 @@ pub fn classify_message(message: &str) -> DbFailure {
     }
 }
 
-/// An error's message followed by its causes, each once (drivers never echo passwords).
+/// An error's message followed by its causes, each once (drivers never echo passwords), and,
+/// for a refused TLS connection, the cause in plain words ([`crate::tls::refusal_cause`]).
 pub fn describe_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
+    let mut text = match crate::tls::refusal_cause(e) {
+        Some(cause) => format!("{cause}: {e}"),
+        None => e.to_string(),
+    };
     let mut source = e.source();
     while let Some(cause) = source {
         let message = cause.to_string();

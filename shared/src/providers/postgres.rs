@@ -36,6 +36,12 @@ impl Database for Postgres {
         MAX_IDENTIFIER_BYTES
     }
 
+    /// PostgreSQL limits identifiers in bytes (NAMEDATALEN - 1) and silently truncates longer
+    /// ones, so a name of 63 characters or fewer may still be too long.
+    fn username_len(name: &str) -> (usize, &'static str) {
+        (name.len(), "bytes")
+    }
+
     async fn connect(
         ctx: &StepContext<'_>,
         endpoint: &Endpoint,
