@@ -677,18 +677,20 @@ async fn a_function_that_times_out_is_named() {
     let user = Stack::unique("clislow");
     let mut value = stack.pg_secret(&user, &Stack::password());
     value["port"] = json!(port);
+    // Secrets Manager mode, resuming the version RotateSecret reserved: createSecret answers quickly (the
+    // workflow's createSecret waits a second to settle a concurrent put) well inside the 4 s;
+    // setSecret's login then hangs until its 5 s connect timeout, past the 4 s.
     let arn = stack
-        .create_tagged_secret(
-            &Stack::unique("clislow"),
-            &value,
-            &[("rotation-mode", "workflow")],
-        )
+        .create_rotating_secret(&Stack::unique("clislow"), &value, Functions::Rotate)
         .await;
-    let (out, report) = rotator_json(&["rotate", "--local", "--timeout", "3", &arn]).await;
+    let (out, report) =
+        rotator_json(&["rotate", "--local", "--resume", "--timeout", "4", &arn]).await;
     assert!(!out.status.success(), "{report}");
     let error = report["results"][0]["error"].as_str().unwrap();
     assert!(
-        error.contains("function set-secret timed out") && error.contains("after 3s"),
+        error.contains("function rotate timed out")
+            && error.contains("setSecret")
+            && error.contains("after 4s"),
         "{report}"
     );
     let steps = report["results"][0]["rotations"][0]["steps"]

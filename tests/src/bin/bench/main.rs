@@ -30,9 +30,7 @@ use serde_json::{json, Value};
 use emulator::{launch, Emulator, FunctionProcess, Launcher};
 use floor::FloorSecret;
 use proxy::CountingProxy;
-use report::{
-    ArtifactRow, CallsRow, ColdStartRow, FleetRow, Machine, MemoryRow, Results, WarmRow,
-};
+use report::{ArtifactRow, CallsRow, ColdStartRow, FleetRow, Machine, MemoryRow, Results, WarmRow};
 use stats::Summary;
 
 /// The function binaries, in the order of the tables.
@@ -150,10 +148,9 @@ async fn run(args: &Args) -> Result<Results, String> {
         log_dir: log_dir.clone(),
     };
     let mut counted = direct.clone();
-    counted.env.push((
-        "AWS_ENDPOINT_URL_SECRETS_MANAGER".into(),
-        proxy.url(),
-    ));
+    counted
+        .env
+        .push(("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), proxy.url()));
     let invoker = LambdaInvoker::new(&emulator.invoke_endpoint(), Duration::from_secs(120))
         .map_err(|e| e.to_string())?;
 
@@ -163,7 +160,17 @@ async fn run(args: &Args) -> Result<Results, String> {
     progress(&format!("cold starts: {} per function", args.cold_runs));
     let mut cold_start = Vec::new();
     for binary in FUNCTIONS {
-        cold_start.push(cold_starts(&emulator, &direct, &invoker, binary, &events, args.cold_runs).await?);
+        cold_start.push(
+            cold_starts(
+                &emulator,
+                &direct,
+                &invoker,
+                binary,
+                &events,
+                args.cold_runs,
+            )
+            .await?,
+        );
     }
 
     let warm_secrets = warm_secrets(&stack).await;
@@ -360,7 +367,9 @@ async fn start_functions(
 async fn warm_secrets(stack: &Stack) -> Vec<WarmSecret> {
     let mut secrets = Vec::new();
     for functions in [Functions::Rotate, Functions::PerStep] {
-        let (arn, _, _) = stack.pg_user_with_secret_for("bench_single", functions).await;
+        let (arn, _, _) = stack
+            .pg_user_with_secret_for("bench_single", functions)
+            .await;
         secrets.push(WarmSecret {
             arn,
             strategy: "single-user",

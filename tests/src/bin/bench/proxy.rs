@@ -112,7 +112,11 @@ async fn forward(
                 outgoing = outgoing.header(name, value);
             }
         }
-        let reply = outgoing.body(body).send().await.map_err(|e| e.to_string())?;
+        let reply = outgoing
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
         let mut response = Response::builder().status(reply.status());
         for (name, value) in reply.headers() {
             if ![CONTENT_LENGTH, CONNECTION, TRANSFER_ENCODING].contains(name) {

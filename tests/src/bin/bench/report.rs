@@ -205,7 +205,8 @@ impl Results {
             let step = |name: &str| {
                 r.per_step.get(name).map_or("-".into(), |ops| {
                     let n: u32 = ops.values().sum();
-                    let detail: Vec<String> = ops.iter().map(|(op, c)| format!("{op} {c}")).collect();
+                    let detail: Vec<String> =
+                        ops.iter().map(|(op, c)| format!("{op} {c}")).collect();
                     format!("{n} ({})", detail.join(", "))
                 })
             };
