@@ -22,7 +22,7 @@ use futures::stream::{self, StreamExt};
 use integration_tests::Stack;
 use rotation::password::PasswordPolicy;
 use rotation::{RotationContext, Step};
-use rotator::driver::{Functions, LocalDriver};
+use rotator::driver::{Functions, LocalDriver, RotationRun};
 use rotator::invoke::LambdaInvoker;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
@@ -406,6 +406,40 @@ fn driver(stack: &Stack, invoker: &LambdaInvoker, functions: Functions) -> Local
     LocalDriver::new(invoker.clone(), stack.secrets.clone(), functions)
 }
 
+/// The token of a new rotation, reserved the way Secrets Manager does in its mode: RotateSecret
+/// (moto's) labels an empty version AWSPENDING under the token before the first step, so the
+/// functions see what they see on AWS. The workflow has no such version (moto refuses an empty
+/// PutSecretValue, and so does AWS). A rotation in progress is resumed with its own token.
+async fn reserve(
+    stack: &Stack,
+    driver: &LocalDriver,
+    arn: &str,
+    functions: Functions,
+) -> Result<String, String> {
+    let (token, resumed) = driver.next_token(arn).await?;
+    if functions == Functions::Rotate && !resumed {
+        stack.enable_rotation_with_token(arn, Some(&token)).await;
+    }
+    Ok(token)
+}
+
+/// One whole rotation, as Secrets Manager or the workflow runs it.
+async fn rotate(
+    stack: &Stack,
+    driver: &LocalDriver,
+    arn: &str,
+    functions: Functions,
+) -> Result<RotationRun, String> {
+    let token = reserve(stack, driver, arn, functions).await?;
+    let steps = driver.run_steps(&Step::ALL, arn, &token, None).await;
+    Ok(RotationRun {
+        secret_id: arn.to_owned(),
+        token,
+        resumed: false,
+        steps,
+    })
+}
+
 /// One rotation step by step, counting the Secrets Manager requests of each step.
 async fn count_calls(
     stack: &Stack,
@@ -414,7 +448,7 @@ async fn count_calls(
     secret: &WarmSecret,
 ) -> Result<CallsRow, String> {
     let driver = driver(stack, invoker, secret.functions);
-    let (token, _) = driver.next_token(&secret.arn).await?;
+    let token = reserve(stack, &driver, &secret.arn, secret.functions).await?;
     let mut context = RotationContext::default();
     let mut per_step = BTreeMap::new();
     let mut total = 0;
@@ -464,9 +498,8 @@ async fn warm_rotations(
     let mut floor_times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     for _ in 0..rotations {
         for (i, secret) in secrets.iter().enumerate() {
-            let run = driver(stack, invoker, secret.functions)
-                .rotate(&secret.arn)
-                .await?;
+            let driver = driver(stack, invoker, secret.functions);
+            let run = rotate(stack, &driver, &secret.arn, secret.functions).await?;
             if run.succeeded() {
                 times[i].push(run.steps.iter().map(|s| s.elapsed).sum());
             } else {
@@ -529,7 +562,11 @@ async fn fleet(
         let outcomes: Vec<bool> = stream::iter(&arns)
             .map(|arn| {
                 let driver = driver.clone();
-                async move { driver.rotate(arn).await.is_ok_and(|run| run.succeeded()) }
+                async move {
+                    rotate(stack, &driver, arn, Functions::Rotate)
+                        .await
+                        .is_ok_and(|run| run.succeeded())
+                }
             })
             .buffer_unordered(concurrency.max(1))
             .collect()
