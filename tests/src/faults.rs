@@ -318,3 +318,12 @@ impl Drop for PrivatePostgres {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A TCP port of 127.0.0.1 free right now, chosen by the kernel. Fixed ports in the ephemeral
+/// range (32768-60999) can be taken at any moment by an outgoing connection's local port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use integration_tests::faults::free_port;
 use integration_tests::{assert_succeeded, Db, Stack};
 use rotation::config::{Config, ENV_AWS_ATTEMPT_TIMEOUT, ENV_AWS_OPERATION_TIMEOUT};
 use rotation::protocol::Engine;
@@ -130,12 +131,12 @@ async fn a_failing_aws_api_fails_the_step_in_bounded_time_and_a_rerun_converges(
     let stack = Stack::from_env().await;
     let driver = stack.driver(Functions::Rotate);
     let faults = [
-        (Fault::Throttling, 47510),
-        (Fault::ServerError, 47511),
-        (Fault::Hang, 47512),
-        (Fault::Gone, 47513),
+        Fault::Throttling,
+        Fault::ServerError,
+        Fault::Hang,
+        Fault::Gone,
     ];
-    for (fault, port) in faults {
+    for fault in faults {
         for half_moved in [false, true] {
             let (arn, user, _) = stack
                 .db_user_with_secret(Db::Postgres, "awsfault", Functions::Rotate)
@@ -168,8 +169,9 @@ async fn a_failing_aws_api_fails_the_step_in_bounded_time_and_a_rerun_converges(
             }
             let labels_before = stack.labels(&arn).await;
 
-            let requests = fault_endpoint(port + if half_moved { 10 } else { 0 }, fault).await;
-            let engine = engine_at(&stack, port + if half_moved { 10 } else { 0 }).await;
+            let port = free_port();
+            let requests = fault_endpoint(port, fault).await;
+            let engine = engine_at(&stack, port).await;
             let event = RotationEvent {
                 step,
                 secret_id: arn.clone(),

@@ -4,11 +4,11 @@
 //! within its bounded timeout with an error naming the credential and the endpoint, a stored
 //! credential must still log in, and a re-run after recovery must complete the rotation.
 //!
-//! Its own test binary: the private server and the proxies use ports 47520-47539.
+//! Its own test binary: the private server and the proxies take ports the kernel says are free.
 
 use std::time::{Duration, Instant};
 
-use integration_tests::faults::{FaultProxy, PrivatePostgres};
+use integration_tests::faults::{free_port, FaultProxy, PrivatePostgres};
 use integration_tests::{assert_succeeded, Db, Role, Stack};
 use rotation::Step;
 use rotator::driver::Functions;
@@ -28,7 +28,7 @@ fn failure(run: &rotator::driver::StepRun) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn hung_and_refused_connections_fail_in_bounded_time_and_a_rerun_converges() {
     let stack = Stack::from_env().await;
-    let proxy_port = 47520;
+    let proxy_port = free_port();
     let user = Stack::unique("pghang");
     let original = stack.create_db_user(Db::Postgres, &user, Role::App).await;
     let arn = stack
@@ -84,7 +84,7 @@ async fn hung_and_refused_connections_fail_in_bounded_time_and_a_rerun_converges
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hung_connection_during_test_secret_fails_in_bounded_time() {
     let stack = Stack::from_env().await;
-    let proxy_port = 47521;
+    let proxy_port = free_port();
     let user = Stack::unique("pghangtest");
     let original = stack.create_db_user(Db::Postgres, &user, Role::App).await;
     let arn = stack
@@ -156,8 +156,8 @@ async fn step_while_stopping(
 #[tokio::test(flavor = "multi_thread")]
 async fn the_database_stopping_during_set_and_test_secret() {
     let stack = Stack::from_env().await;
-    let server = PrivatePostgres::start(&stack, 47530);
-    let proxy_port = 47531;
+    let server = PrivatePostgres::start(&stack, free_port());
+    let proxy_port = free_port();
     let user = Stack::unique("pgstop");
     let original = server.create_user(&stack, &user).await;
     let arn = stack
