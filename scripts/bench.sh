@@ -20,9 +20,10 @@ source <(scripts/stack.sh env)
 functions=(rotate create-secret set-secret test-secret finish-secret compromise)
 packages=()
 for f in "${functions[@]}"; do packages+=(-p "$f"); done
-# The host's release binaries, which the bench starts itself, and the bench.
-cargo build --release --quiet --bins "${packages[@]}"
-cargo build --release --quiet -p integration-tests --bin bench
+# The host's release binaries, which the bench starts itself, and the bench, in one cargo
+# invocation (cargo unifies dependency features over its packages: built separately, the
+# functions and the bench would each compile the dependencies once more).
+cargo build --release --quiet --bins "${packages[@]}" -p integration-tests
 if [ -z "${BENCH_SKIP_ARTIFACTS:-}" ]; then
   scripts/build-artifacts.sh
 fi

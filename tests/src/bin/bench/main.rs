@@ -160,23 +160,14 @@ async fn run(args: &Args) -> Result<Results, String> {
     progress(&format!("cold starts: {} per function", args.cold_runs));
     let mut cold_start = Vec::new();
     for binary in FUNCTIONS {
-        cold_start.push(
-            cold_starts(
-                &emulator,
-                &direct,
-                &invoker,
-                binary,
-                &events,
-                args.cold_runs,
-            )
-            .await?,
-        );
+        cold_start.push(cold_starts(args, &log_dir, &direct, binary, &events).await?);
     }
 
     let warm_secrets = warm_secrets(&stack).await;
 
     progress("Secrets Manager calls on the wire");
     let secrets_manager_calls = {
+        let (emulator, invoker) = fresh_emulator(args, &log_dir, "counting").await?;
         let _processes = start_functions(&emulator, &counted, &invoker, &events).await?;
         let mut rows = Vec::new();
         for secret in &warm_secrets {
@@ -310,21 +301,43 @@ impl ColdEvents {
     }
 }
 
+/// A fresh emulator on a free port, and an invoker for it. Each cold start and each set of
+/// processes that is killed gets its own: the emulator may hand the next invocation to the poll
+/// of a process that was killed (the invocation is then lost).
+async fn fresh_emulator(
+    args: &Args,
+    log_dir: &Path,
+    name: &str,
+) -> Result<(Emulator, LambdaInvoker), String> {
+    let workspace = std::env::current_dir().map_err(|e| e.to_string())?;
+    let emulator = Emulator::start(
+        &args.cargo_lambda,
+        &workspace,
+        integration_tests::faults::free_port(),
+        &log_dir.join(format!("emulator-{name}.log")),
+    )
+    .await?;
+    let invoker = LambdaInvoker::new(&emulator.invoke_endpoint(), Duration::from_secs(120))
+        .map_err(|e| e.to_string())?;
+    Ok((emulator, invoker))
+}
+
 async fn cold_starts(
-    emulator: &Emulator,
+    args: &Args,
+    log_dir: &Path,
     launcher: &Launcher,
-    invoker: &LambdaInvoker,
     binary: &str,
     events: &ColdEvents,
-    runs: usize,
 ) -> Result<ColdStartRow, String> {
+    let runs = args.cold_runs;
     let (event, invocation) = events.event(binary);
     let mut times = Vec::new();
     let mut rss = Vec::new();
     let mut failures = 0;
     let mut first_error = None;
     for _ in 0..runs {
-        let launched = launch(emulator, launcher, invoker, binary, &event).await?;
+        let (emulator, invoker) = fresh_emulator(args, log_dir, "cold").await?;
+        let launched = launch(&emulator, launcher, &invoker, binary, &event).await?;
         rss.extend(launched.process.peak_rss_kib());
         match launched.result {
             Ok(_) => times.push(launched.elapsed),
