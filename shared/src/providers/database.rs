@@ -297,30 +297,12 @@ pub async fn set<D: Database>(
         strategy: current.strategy.as_str(),
         value: outcome,
     };
-    match login::<D>(
-        ctx,
-        &pending,
-        &pending.username,
-        &pending.password,
-        Credential::Pending,
-    )
-    .await
-    {
-        Ok(_) => return Ok(result(Outcome::AlreadyDone)),
-        Err(e) if e.is_authentication_failure() => {}
-        Err(e) => return Err(e),
-    }
-    match current.strategy {
-        Strategy::SingleUser => {
-            let (mut session, who) = login_current_or_previous::<D>(ctx, &current).await?;
-            bounded(
-                ctx,
-                &who,
-                "changing the password",
-                D::set_own_password(&mut session, &who, &pending.password),
-            )
-            .await?;
-        }
+    // The pending password is tried first where a retry leaves the current login working
+    // (alternating users, RDS master); a single user tries it only when its current password
+    // is refused.
+    let outcome = match current.strategy {
+        Strategy::SingleUser => set_single_user::<D>(ctx, &current, &pending).await?,
+        _ if pending_logs_in::<D>(ctx, &pending).await? => Outcome::AlreadyDone,
         Strategy::AlternatingUsers => {
             let (mut session, who) = login_master::<D>(ctx, &current).await?;
             bounded(
@@ -336,27 +318,76 @@ pub async fn set<D: Database>(
                 ),
             )
             .await?;
+            Outcome::Done
         }
         Strategy::RdsMaster => {
             rds::set_master_password(ctx, &current, &pending.password).await?;
+            Outcome::Done
         }
-    }
-    Ok(result(Outcome::Done))
+    };
+    Ok(result(outcome))
 }
 
-/// Logs in with AWSCURRENT, or with AWSPREVIOUS when the current password is refused (a
-/// rotation that set the password and crashed before finishSecret leaves it so).
-async fn login_current_or_previous<D: Database>(
+/// Whether the pending password already logs in (setSecret ran before: a retry).
+async fn pending_logs_in<D: Database>(
+    ctx: &StepContext<'_>,
+    pending: &DatabaseSecret,
+) -> Result<bool> {
+    match login::<D>(
+        ctx,
+        pending,
+        &pending.username,
+        &pending.password,
+        Credential::Pending,
+    )
+    .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_authentication_failure() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// setSecret of a single user: logs in with AWSCURRENT and changes its own password to the
+/// pending one. The pending password is tried only when the current one is refused (a retry
+/// after the password was set), so a first attempt logs in once; when neither logs in,
+/// AWSPREVIOUS is tried (a rotation that set the password and crashed before finishSecret
+/// leaves it so).
+async fn set_single_user<D: Database>(
     ctx: &StepContext<'_>,
     current: &DatabaseSecret,
-) -> Result<(D::Session, Who)> {
+    pending: &DatabaseSecret,
+) -> Result<Outcome> {
     let endpoint = ctx.config.endpoint_for(Endpoint::of(current));
     let as_current = who(Credential::Current, &current.username, &endpoint);
-    let current_error = match D::connect(ctx, &endpoint, &as_current, &current.password).await {
-        Ok(session) => return Ok((session, as_current)),
-        Err(e) if e.is_authentication_failure() => e,
+    let (mut session, who) = match D::connect(ctx, &endpoint, &as_current, &current.password).await
+    {
+        Ok(session) => (session, as_current),
+        Err(e) if e.is_authentication_failure() => {
+            if pending_logs_in::<D>(ctx, pending).await? {
+                return Ok(Outcome::AlreadyDone);
+            }
+            login_previous::<D>(ctx, current, &endpoint, e).await?
+        }
         Err(e) => return Err(e),
     };
+    bounded(
+        ctx,
+        &who,
+        "changing the password",
+        D::set_own_password(&mut session, &who, &pending.password),
+    )
+    .await?;
+    Ok(Outcome::Done)
+}
+
+/// Logs in with AWSPREVIOUS after the current password was refused with `current_error`.
+async fn login_previous<D: Database>(
+    ctx: &StepContext<'_>,
+    current: &DatabaseSecret,
+    endpoint: &Endpoint,
+    current_error: RotationError,
+) -> Result<(D::Session, Who)> {
     let no_previous = |why: String| RotationError::NoWorkingCredential {
         endpoint: endpoint.display(),
         user: current.username.clone(),
@@ -383,8 +414,8 @@ async fn login_current_or_previous<D: Database>(
             "the AWSPREVIOUS version names another user or host".into(),
         ));
     }
-    let as_previous = who(Credential::Previous, &previous.username, &endpoint);
-    match D::connect(ctx, &endpoint, &as_previous, &previous.password).await {
+    let as_previous = who(Credential::Previous, &previous.username, endpoint);
+    match D::connect(ctx, endpoint, &as_previous, &previous.password).await {
         Ok(session) => Ok((session, as_previous)),
         Err(e) => Err(no_previous(e.to_string())),
     }
