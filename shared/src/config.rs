@@ -19,6 +19,10 @@ pub const ENV_DB_STATEMENT_TIMEOUT: &str = "ROTATION_DB_STATEMENT_TIMEOUT_SECOND
 pub const ENV_AWS_ATTEMPT_TIMEOUT: &str = "ROTATION_AWS_ATTEMPT_TIMEOUT_SECONDS";
 /// Environment variable: seconds allowed for one AWS API call, all retries included.
 pub const ENV_AWS_OPERATION_TIMEOUT: &str = "ROTATION_AWS_OPERATION_TIMEOUT_SECONDS";
+/// Environment variable: milliseconds createSecret waits after its put, where nothing reserved
+/// the rotation (workflow mode, the local driver), before it re-reads the labels to settle a
+/// race with a concurrent rotation (see [`crate::concurrent`]).
+pub const ENV_RACE_SETTLE: &str = "ROTATION_RACE_SETTLE_MILLISECONDS";
 /// The bound on opening a connection to an AWS endpoint (the SDK's default).
 const AWS_CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
 /// Environment variable: where to connect instead of a secret's (or RDS's) endpoint, as
@@ -115,6 +119,8 @@ pub struct Config {
     pub aws_attempt_timeout: Duration,
     /// Bound on one AWS API call, retries included.
     pub aws_operation_timeout: Duration,
+    /// How long createSecret waits after its put before it settles a race.
+    pub race_settle: Duration,
     /// Where to connect instead of an endpoint.
     pub db_host_overrides: Vec<HostOverride>,
     /// The longest MySQL user name.
@@ -206,7 +212,9 @@ impl Config {
                 name.to_owned()
             }
         };
+        let race_settle = Duration::from_millis(number(ENV_RACE_SETTLE, 1000, 0..=60_000)?);
         Ok(Config {
+            race_settle,
             db_host_overrides: parse_overrides(&lookup(ENV_DB_HOST_OVERRIDES).unwrap_or_default())?,
             mysql_username_limit: usize::try_from(number(ENV_USERNAME_LIMIT, 16, 1..=255)?)
                 .unwrap_or(16),
@@ -289,7 +297,9 @@ mod tests {
             "no events unless a bus is named"
         );
         assert_eq!(config.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
+        assert_eq!(config.race_settle, Duration::from_secs(1));
         let env: HashMap<&str, &str> = [
+            (ENV_RACE_SETTLE, "250"),
             (ENV_DB_CONNECT_TIMEOUT, "9"),
             (ENV_DB_STATEMENT_TIMEOUT, "7"),
             (ENV_AWS_ATTEMPT_TIMEOUT, "4"),
@@ -304,6 +314,7 @@ mod tests {
         let config = Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(config.db_connect_timeout, Duration::from_secs(9));
         assert_eq!(config.db_statement_timeout, Duration::from_secs(7));
+        assert_eq!(config.race_settle, Duration::from_millis(250));
         assert_eq!(config.aws_attempt_timeout, Duration::from_secs(4));
         assert_eq!(config.aws_operation_timeout, Duration::from_secs(12));
         assert_eq!(config.db_ca_file.unwrap(), PathBuf::from("/tmp/ca.pem"));
@@ -378,6 +389,7 @@ mod tests {
             ENV_DB_STATEMENT_TIMEOUT,
             ENV_AWS_ATTEMPT_TIMEOUT,
             ENV_AWS_OPERATION_TIMEOUT,
+            ENV_RACE_SETTLE,
         ] {
             let err = Config::from_lookup(|k| (k == name).then(|| "maybe".into()))
                 .unwrap_err()

@@ -8,7 +8,7 @@
 //! UpdateSecretVersionStage). AWS's templates make about 14.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use rustls::ClientConfig;
 
@@ -288,24 +288,23 @@ async fn create(
     Ok(Outcome::Done)
 }
 
-/// How long createSecret waits after its put before it re-reads the labels: a racing
-/// rotation that read the labels before this put and took less than this from that read to its
-/// own put has put by then (see [`concurrent`]).
-const RACE_SETTLE: Duration = Duration::from_secs(1);
-
 /// After createSecret's put: goes on only if this rotation holds AWSPENDING and took it from no
 /// rotation that may already be past createSecret (see [`concurrent`]). `read_at` is when the
-/// step's DescribeSecret was sent.
+/// step's DescribeSecret was sent. It waits the configured settle time first: a racing
+/// rotation that read the labels before this put and took less than that from its read to its
+/// own put has put by then. The wait decides only whether two close racers both refuse, never
+/// whether a credential is lost, so any value is safe.
 async fn settle_race(ctx: &StepContext<'_>, token: &str, read_at: Instant) -> Result<()> {
     let sm = ctx.secrets_manager;
     let arn = &ctx.secret.arn;
     let read_to_put = read_at.elapsed();
-    tokio::time::sleep(RACE_SETTLE).await;
+    let settle = ctx.config.race_settle;
+    tokio::time::sleep(settle).await;
     let after = sm.describe(arn).await?;
     match concurrent::decide(
         &concurrent::after_put(ctx.secret, &after, token),
         read_to_put,
-        RACE_SETTLE,
+        settle,
     ) {
         Decision::GoOn => Ok(()),
         Decision::GiveBack(first) => {
