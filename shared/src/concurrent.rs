@@ -6,16 +6,20 @@
 //! with the AWSPENDING label moves the label unconditionally, so the checks are made around it:
 //!
 //! 1. Before the put: AWSPENDING on a version that is neither the token nor AWSCURRENT is
-//!    another rotation in progress: refuse ([`other_rotation`]).
+//!    another rotation in progress: refuse ([`other_rotation`]). Where the token is not yet a
+//!    version, the labels are read with ListSecretVersionIds (deprecated versions included),
+//!    the step's first read.
 //! 2. After the put (only when the token was not yet a version: a version Secrets Manager
 //!    created for the token reserves the rotation, and RotateSecret serializes those), wait a
-//!    settle time S, then DescribeSecret again ([`after_put`], [`decide`]).
-//!    A version that appeared since the step's first DescribeSecret and has no label belongs to
+//!    settle time S, then ListSecretVersionIds again ([`after_put`], [`decide`]). Not
+//!    DescribeSecret: it lists only versions that carry a label, and a racing version whose
+//!    AWSPENDING a later put took carries none.
+//!    A version that appeared since the step's first read and has no label belongs to
 //!    a rotation that raced this one past check 1 and put first; the last put holds AWSPENDING.
 //!    - AWSPENDING elsewhere: a later put holds it; refuse and touch nothing.
 //!    - AWSPENDING on the token, no racing version: go on.
 //!    - AWSPENDING on the token, taken from a racing version: if this rotation took less than S
-//!      from its first DescribeSecret to its put, the other one's re-read (S after its earlier
+//!      from its first read to its put, the other one's re-read (S after its earlier
 //!      put) comes after this put, so it sees the label elsewhere and refuses: go on. Otherwise
 //!      the other may already be past createSecret: give the label back and refuse.
 //!

@@ -266,7 +266,17 @@ async fn create(
     let sm = ctx.secrets_manager;
     let arn = &ctx.secret.arn;
     let token = &event.client_request_token;
-    if let Some(other) = concurrent::other_rotation(ctx.secret, token) {
+    // Where nothing reserved the rotation, the race is settled against every version,
+    // deprecated ones included (DescribeSecret lists only labelled versions), read now.
+    let (before, read_at) = if has_version {
+        (ctx.secret.clone(), read_at)
+    } else {
+        let read_at = Instant::now();
+        let mut listed = ctx.secret.clone();
+        listed.versions = sm.list_versions(arn).await?;
+        (listed, read_at)
+    };
+    if let Some(other) = concurrent::other_rotation(&before, token) {
         return Err(in_progress(arn, token, other));
     }
     if has_version && sm.get_value(arn, Some(token), AWSPENDING).await?.is_some() {
@@ -283,7 +293,7 @@ async fn create(
     // pending, so there is no race to settle. Without one (the workflow, a person, the local
     // driver), two callers may have passed the check above together.
     if !has_version {
-        settle_race(ctx, token, read_at).await?;
+        settle_race(ctx, &before, token, read_at).await?;
     }
     Ok(Outcome::Done)
 }
@@ -294,15 +304,21 @@ async fn create(
 /// rotation that read the labels before this put and took less than that from its read to its
 /// own put has put by then. The wait decides only whether two close racers both refuse, never
 /// whether a credential is lost, so any value is safe.
-async fn settle_race(ctx: &StepContext<'_>, token: &str, read_at: Instant) -> Result<()> {
+async fn settle_race(
+    ctx: &StepContext<'_>,
+    before: &SecretMetadata,
+    token: &str,
+    read_at: Instant,
+) -> Result<()> {
     let sm = ctx.secrets_manager;
     let arn = &ctx.secret.arn;
     let read_to_put = read_at.elapsed();
     let settle = ctx.config.race_settle;
     tokio::time::sleep(settle).await;
-    let after = sm.describe(arn).await?;
+    let mut after = before.clone();
+    after.versions = sm.list_versions(arn).await?;
     match concurrent::decide(
-        &concurrent::after_put(ctx.secret, &after, token),
+        &concurrent::after_put(before, &after, token),
         read_to_put,
         settle,
     ) {

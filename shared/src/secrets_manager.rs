@@ -114,6 +114,36 @@ impl SecretsManager {
         })
     }
 
+    /// ListSecretVersionIds with deprecated versions included: every version id with its
+    /// labels (none for a deprecated version). DescribeSecret lists only versions that carry a
+    /// label, so a version whose label another put took is seen only here.
+    pub async fn list_versions(&self, secret_id: &str) -> Result<HashMap<String, Vec<String>>> {
+        let mut versions = HashMap::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            self.count();
+            let out = self
+                .client
+                .list_secret_version_ids()
+                .secret_id(secret_id)
+                .include_deprecated(true)
+                .max_results(100)
+                .set_next_token(next_token.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("ListSecretVersionIds", secret_id, e))?;
+            for version in out.versions() {
+                if let Some(id) = version.version_id() {
+                    versions.insert(id.to_owned(), version.version_stages().to_vec());
+                }
+            }
+            match out.next_token() {
+                Some(token) if !token.is_empty() => next_token = Some(token.to_owned()),
+                _ => return Ok(versions),
+            }
+        }
+    }
+
     /// GetSecretValue of the version carrying `stage` (and, when given, with id `version_id`).
     /// Returns None when that version has no value (ResourceNotFoundException).
     pub async fn get_value(

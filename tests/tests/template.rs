@@ -257,6 +257,16 @@ fn only_the_create_step_and_rotate_can_write_secret_values() {
 }
 
 #[test]
+fn only_the_functions_that_run_create_secret_list_every_version() {
+    // createSecret's race check reads deprecated versions, which DescribeSecret does not list.
+    let t = template();
+    assert_eq!(
+        roles_granting(&t, "secretsmanager:ListSecretVersionIds"),
+        role_set(&t, &["RotateFunction", "CreateSecretFunction"])
+    );
+}
+
+#[test]
 fn steps_that_do_not_need_secret_values_cannot_read_them() {
     let t = template();
     assert_eq!(
