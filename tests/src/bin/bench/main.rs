@@ -228,6 +228,7 @@ fn function_env() -> Vec<(String, String)> {
         "ROTATION_DB_HOST_OVERRIDES",
         "USERNAME_CHARACTER_LIMIT",
         "ROTATION_EVENT_BUS",
+        "ROTATION_RACE_SETTLE_MILLISECONDS",
     ]
     .iter()
     .filter_map(|name| std::env::var(name).ok().map(|v| ((*name).to_owned(), v)))
