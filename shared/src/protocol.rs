@@ -129,7 +129,7 @@ impl Engine {
                 Outcome::AlreadyCurrent
             }
             TokenState::Pending { has_version } => match event.step {
-                Step::Create => create(&ctx, event, started, has_version, &mut report).await?,
+                Step::Create => create(&ctx, event, has_version, &mut report).await?,
                 Step::Set => set(&ctx, event, &mut report).await?,
                 Step::Test => test(&ctx, event, &mut report).await?,
                 Step::Finish => {
@@ -259,7 +259,6 @@ async fn summarize(ctx: &StepContext<'_>, event: &RotationEvent, caller: Caller)
 async fn create(
     ctx: &StepContext<'_>,
     event: &RotationEvent,
-    read_at: Instant,
     has_version: bool,
     report: &mut StepReport,
 ) -> Result<Outcome> {
@@ -268,15 +267,16 @@ async fn create(
     let token = &event.client_request_token;
     // Where nothing reserved the rotation, the race is settled against every version,
     // deprecated ones included (DescribeSecret lists only labelled versions), read now.
-    let (before, read_at) = if has_version {
-        (ctx.secret.clone(), read_at)
+    let unreserved = if has_version {
+        None
     } else {
         let read_at = Instant::now();
         let mut listed = ctx.secret.clone();
         listed.versions = sm.list_versions(arn).await?;
-        (listed, read_at)
+        Some((listed, read_at))
     };
-    if let Some(other) = concurrent::other_rotation(&before, token) {
+    let labels = unreserved.as_ref().map_or(ctx.secret, |(listed, _)| listed);
+    if let Some(other) = concurrent::other_rotation(labels, token) {
         return Err(in_progress(arn, token, other));
     }
     if has_version && sm.get_value(arn, Some(token), AWSPENDING).await?.is_some() {
@@ -292,15 +292,15 @@ async fn create(
     // placeholder) reserves the rotation: RotateSecret refuses to start another while it is
     // pending, so there is no race to settle. Without one (the workflow, a person, the local
     // driver), two callers may have passed the check above together.
-    if !has_version {
-        settle_race(ctx, &before, token, read_at).await?;
+    if let Some((before, read_at)) = &unreserved {
+        settle_race(ctx, before, token, *read_at).await?;
     }
     Ok(Outcome::Done)
 }
 
 /// After createSecret's put: goes on only if this rotation holds AWSPENDING and took it from no
-/// rotation that may already be past createSecret (see [`concurrent`]). `read_at` is when the
-/// step's DescribeSecret was sent. It waits the configured settle time first: a racing
+/// rotation that may already be past createSecret (see [`concurrent`]). `before` is the step's
+/// ListSecretVersionIds before the put, and `read_at` when it was sent. It waits the configured settle time first: a racing
 /// rotation that read the labels before this put and took less than that from its read to its
 /// own put has put by then. The wait decides only whether two close racers both refuse, never
 /// whether a credential is lost, so any value is safe.
