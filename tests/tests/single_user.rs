@@ -232,3 +232,41 @@ async fn user_names_and_passwords_that_need_quoting_rotate() {
         }
     }
 }
+
+/// The lines of PostgreSQL's log that record a refused password for `user`.
+fn refused_logins(stack: &Stack, user: &str) -> usize {
+    let needle = format!("password authentication failed for user \"{user}\"");
+    std::fs::read_to_string(&stack.pg_log)
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains(&needle))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_set_secret_tries_no_password_that_is_refused() {
+    let stack = Stack::from_env().await;
+    let (arn, user, original) = stack
+        .db_user_with_secret(Db::Postgres, "onelogin", Functions::PerStep)
+        .await;
+    let run = stack.driver(Functions::PerStep).rotate(&arn).await.unwrap();
+    assert_succeeded(&run);
+    assert_eq!(
+        refused_logins(&stack, &user),
+        0,
+        "setSecret logs in with the current password first; the pending one is tried only on a retry"
+    );
+    // The server does log a refused password: the count above can see one.
+    stack
+        .assert_db_refused(Db::Postgres, &user, &original)
+        .await;
+    let mut logged = 0;
+    for _ in 0..20 {
+        logged = refused_logins(&stack, &user);
+        if logged > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(logged, 1, "PostgreSQL logs each refused password");
+}
