@@ -1,0 +1,1 @@
+//! Filled in by the trust-boundaries work: attacks on database.
