@@ -104,6 +104,15 @@ pub const ENV_METRICS_NAMESPACE: &str = "ROTATION_METRICS_NAMESPACE";
 /// The metrics namespace when [`ENV_METRICS_NAMESPACE`] is unset.
 pub const DEFAULT_METRICS_NAMESPACE: &str = "SecretRotation";
 
+/// Environment variable (compromise function): most secrets one incident may rotate; an event
+/// selecting more is refused before anything rotates.
+pub const ENV_COMPROMISE_MAX_SECRETS: &str = "ROTATION_COMPROMISE_MAX_SECRETS";
+/// Environment variable (compromise function): most versions a secret may gain in an hour
+/// (rotations and puts, counted from the versions' creation dates); a response that would pass
+/// it is refused for that secret before it rotates.
+pub const ENV_COMPROMISE_MAX_ROTATIONS_PER_HOUR: &str =
+    "ROTATION_COMPROMISE_MAX_ROTATIONS_PER_HOUR";
+
 /// Everything a step needs to know that does not come from the event or the secret.
 #[derive(Debug, Clone)]
 pub struct Config {

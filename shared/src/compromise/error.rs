@@ -47,6 +47,10 @@ pub enum CompromiseError {
         /// The labels last seen.
         state: String,
     },
+    /// A bound on the response (secrets per incident, rotations per secret per hour) would be
+    /// passed: nothing was rotated.
+    #[error("refused: {0}")]
+    Bound(String),
     /// A rotation's version lost AWSPENDING without becoming AWSCURRENT: the rotation was
     /// abandoned (its AWSPENDING label removed) and will not finish.
     #[error("secret {secret}: rotation {version} was abandoned: it is neither AWSPENDING nor AWSCURRENT ({state})")]
@@ -71,6 +75,7 @@ impl CompromiseError {
             CompromiseError::Start { .. } => "RotationNotStarted",
             CompromiseError::Timeout { .. } => "RotationTimeout",
             CompromiseError::Abandoned { .. } => "RotationAbandoned",
+            CompromiseError::Bound(_) => "LimitExceeded",
         }
     }
 }

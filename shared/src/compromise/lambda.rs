@@ -1,11 +1,15 @@
-//! The compromise function's glue: parse the request, plan every selected secret, retire each
-//! one's credentials, log one line per secret and answer with the report. One secret's failure
-//! does not stop the others; the invocation fails (so EventBridge retries it) when any failed.
+//! The compromise function's glue: parse the request (its incident id is required), select the
+//! secrets within the bound on secrets per incident, plan each, retire each one's credentials
+//! once per incident, log one line per secret and answer with the report. One secret's failure
+//! does not stop the others; the invocation fails (so Lambda retries it) when any failed, and a
+//! retry skips what the first attempt finished.
 
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::{json, Value};
 
+use super::bounds::Bounds;
 use super::error::CompromiseError;
+use super::incident::Incident;
 use super::plan;
 use super::request::CompromiseRequest;
 use super::runner::Runner;
@@ -22,10 +26,13 @@ pub async fn serve() -> Result<(), Error> {
     let runner = Runner::from_env(&aws).inspect_err(|e| {
         tracing::error!(error = %e, "cannot start the compromise function");
     })?;
+    let bounds = Bounds::from_env().inspect_err(|e| {
+        tracing::error!(error = %e, "cannot start the compromise function");
+    })?;
     let client = aws_sdk_secretsmanager::Client::new(&aws);
-    let (runner, client) = (&runner, &client);
+    let (runner, client, bounds) = (&runner, &client, &bounds);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        respond(client, runner, &event.payload).await
+        respond(client, runner, bounds, &event.payload).await
     }))
     .await
 }
@@ -34,6 +41,7 @@ pub async fn serve() -> Result<(), Error> {
 pub async fn respond(
     client: &aws_sdk_secretsmanager::Client,
     runner: &Runner,
+    bounds: &Bounds,
     payload: &Value,
 ) -> Result<Value, Diagnostic> {
     let diagnostic = |e: &CompromiseError| Diagnostic {
@@ -44,31 +52,62 @@ pub async fn respond(
         tracing::error!(error = %e, "rejected an invalid compromise request");
         diagnostic(&e)
     })?;
-    let incident = request.incident.clone().unwrap_or_else(|| "-".to_owned());
-    let secrets = plan::select(client, &request).await.map_err(|e| {
-        tracing::error!(incident = %incident, error = %e, "cannot select the compromised secrets");
+    let incident = match request.incident.as_deref() {
+        Some(id) => Incident::parse(id),
+        None => Err(CompromiseError::Request(
+            "field `detail.incident` is missing: name the incident, the response runs once per incident"
+                .to_owned(),
+        )),
+    }
+    .map_err(|e| {
+        tracing::error!(error = %e, "rejected an invalid compromise request");
         diagnostic(&e)
     })?;
+    let secrets = plan::select(client, &request)
+        .await
+        .and_then(|secrets| {
+            bounds.check_secrets(incident.as_str(), secrets.len())?;
+            Ok(secrets)
+        })
+        .map_err(|e| {
+            tracing::error!(incident = %incident, error = %e, "cannot select the compromised secrets");
+            diagnostic(&e)
+        })?;
     let mut retired = Vec::new();
     let mut failed = Vec::new();
     for secret in &secrets {
         let sm = SecretsManager::new(client.clone());
         let result = match plan::plan(&sm, secret).await {
-            Ok(plan) => runner.retire(&plan).await.map(|versions| (plan, versions)),
+            Ok(plan) => runner
+                .retire(&plan, &incident, bounds)
+                .await
+                .map(|retirement| (plan, retirement)),
             Err(e) => Err(e),
         };
         match result {
-            Ok((plan, versions)) => {
-                tracing::info!(
-                    incident = %incident,
-                    secret_arn = %plan.secret_arn,
-                    mode = %plan.mode,
-                    provider = plan.provider,
-                    strategy = plan.strategy,
-                    rotations = plan.rotations,
-                    "retired every credential valid before the incident"
-                );
-                retired.push(json!({"plan": plan, "versions": versions}));
+            Ok((plan, retirement)) => {
+                if retirement.already_retired {
+                    tracing::info!(
+                        incident = %incident,
+                        secret_arn = %plan.secret_arn,
+                        "this incident was already answered on this secret; nothing changed"
+                    );
+                } else {
+                    tracing::info!(
+                        incident = %incident,
+                        secret_arn = %plan.secret_arn,
+                        mode = %plan.mode,
+                        provider = plan.provider,
+                        strategy = plan.strategy,
+                        rotations = plan.rotations,
+                        "retired every credential valid before the incident"
+                    );
+                }
+                retired.push(json!({
+                    "plan": plan,
+                    "versions": retirement.versions,
+                    "alreadyRetired": retirement.already_retired,
+                }));
             }
             Err(e) => {
                 tracing::error!(
@@ -104,5 +143,5 @@ pub async fn respond(
             ),
         });
     }
-    Ok(json!({"incident": request.incident, "retired": retired}))
+    Ok(json!({"incident": incident.as_str(), "retired": retired}))
 }

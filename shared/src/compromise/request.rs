@@ -14,12 +14,15 @@
 //!
 //! `secretIds` (ARNs or names) and `tags` (every secret carrying all these tags) may be given
 //! together; at least one must select something. The bare `detail` object is accepted too.
+//! `incident` (1 to 64 letters, digits or `_.:/=+-@`) is required by the function: the
+//! response runs once per incident and secret, and is recorded on the secret.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use super::error::CompromiseError;
+use super::incident::Incident;
 use crate::event::json_type_name;
 
 /// The EventBridge `source` of compromise events.
@@ -34,7 +37,7 @@ pub struct CompromiseRequest {
     pub secret_ids: Vec<String>,
     /// Tags a secret must all carry to be selected.
     pub tags: BTreeMap<String, String>,
-    /// The incident's reference, for the logs.
+    /// The incident's id (checked when given; the function requires it).
     pub incident: Option<String>,
 }
 
@@ -93,7 +96,7 @@ impl CompromiseRequest {
         };
         let incident = match object.get("incident") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::String(s)) => Some(Incident::parse(s)?.as_str().to_owned()),
             Some(other) => {
                 return Err(bad(format!(
                     "field `detail.incident`: expected a string, got {}",
@@ -142,6 +145,10 @@ mod tests {
             (json!({"tags": ["team"]}), "`detail.tags`"),
             (
                 json!({"secretIds": ["a"], "incident": 5}),
+                "`detail.incident`",
+            ),
+            (
+                json!({"secretIds": ["a"], "incident": "INC 1"}),
                 "`detail.incident`",
             ),
         ] {

@@ -13,11 +13,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
+use super::bounds::Bounds;
 use super::error::CompromiseError;
+use super::incident::{Incident, RECORD_TAG};
 use super::plan::SecretPlan;
+use crate::error::RotationError;
 use crate::event::{RotationContext, RotationEvent, Step};
 use crate::mode::{Caller, Mode};
-use crate::secrets_manager::{SecretMetadata, SecretsManager, AWSCURRENT, AWSPENDING};
+use crate::secrets_manager::{SecretMetadata, SecretsManager, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 
 /// Environment variable: the workflow's state machine, for workflow mode secrets.
 pub const ENV_STATE_MACHINE_ARN: &str = "ROTATION_STATE_MACHINE_ARN";
@@ -37,6 +40,34 @@ enum Start {
         endpoint: String,
         http: reqwest::Client,
     },
+}
+
+/// What the response did to one secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retirement {
+    /// The versions rotated in (resumed or started) by this call.
+    pub versions: Vec<String>,
+    /// The secret's record already named the incident: nothing was done.
+    pub already_retired: bool,
+}
+
+/// What the response does with one of an incident's rotations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Its version is AWSCURRENT or AWSPREVIOUS: done by an earlier delivery.
+    Finished,
+    /// Its version is AWSPENDING: resume it.
+    Resume,
+    /// It has no version yet: start it.
+    Start,
+}
+
+/// A version of a secret, as ListSecretVersionIds lists it.
+#[derive(Debug, Clone)]
+struct DatedVersion {
+    id: String,
+    stages: Vec<String>,
+    created: Option<SystemTime>,
 }
 
 /// Runs rotations and waits for them.
@@ -96,49 +127,191 @@ impl Runner {
         })
     }
 
-    /// Retires every credential of `plan`'s secret valid before now: first completes a rotation
-    /// already in progress (its pending credential predates the incident; Secrets Manager mode
-    /// in AWS waits for Secrets Manager's own retry), then runs `plan.rotations` rotations in a
-    /// row. Returns the versions rotated in.
-    pub async fn retire(&self, plan: &SecretPlan) -> Result<Vec<String>, CompromiseError> {
-        let mut versions = Vec::new();
-        if let Some(token) = self.in_progress(&plan.secret_arn).await? {
-            match (&self.start, plan.mode) {
-                // Secrets Manager retries its own rotation; it cannot be resumed from outside.
-                (Start::Aws { .. }, Mode::SecretsManager) => {
-                    self.wait(&plan.secret_arn, None).await?;
-                }
-                // The workflow (or the local stack) resumes it with its token, as a retry does.
-                _ => {
+    /// Retires every credential of `plan`'s secret valid before `incident`, once per incident:
+    ///
+    /// - a secret whose record (tag [`RECORD_TAG`]) names the incident is left as it is;
+    /// - a rotation already in progress is completed first (its pending credential predates the
+    ///   incident; Secrets Manager mode in AWS waits for Secrets Manager's own retry);
+    /// - then the incident's `plan.rotations` rotations run in a row, each with the version id
+    ///   [`Incident::token`] gives it: one already finished (AWSCURRENT or AWSPREVIOUS) is
+    ///   skipped, one in progress is resumed, so a repeated or retried event starts none twice;
+    /// - before anything starts, the rotations still to start are checked against `bounds`;
+    /// - at the end the incident is recorded on the secret.
+    pub async fn retire(
+        &self,
+        plan: &SecretPlan,
+        incident: &Incident,
+        bounds: &Bounds,
+    ) -> Result<Retirement, CompromiseError> {
+        let sm = SecretsManager::new(self.secrets.clone());
+        let metadata = sm.describe(&plan.secret_arn).await?;
+        let record = metadata.tags.get(RECORD_TAG).map(String::as_str);
+        if incident.is_recorded_in(record) {
+            return Ok(Retirement {
+                versions: Vec::new(),
+                already_retired: true,
+            });
+        }
+        let versions = self.dated_versions(&plan.secret_arn).await?;
+        let tokens: Vec<String> = (1..=plan.rotations)
+            .map(|n| incident.token(&plan.secret_arn, n))
+            .collect();
+        let stages = |id: &str| versions.iter().find(|v| v.id == id).map(|v| &v.stages);
+        let labelled =
+            |id: &str, stage: &str| stages(id).is_some_and(|s| s.iter().any(|l| l == stage));
+        let current = metadata.version_with(AWSCURRENT).map(str::to_owned);
+        let other_in_progress = metadata
+            .version_with(AWSPENDING)
+            .filter(|p| Some(*p) != current.as_deref() && !tokens.iter().any(|t| t == p))
+            .map(str::to_owned);
+        let mut steps = Vec::new();
+        for token in &tokens {
+            let step = if labelled(token, AWSCURRENT) || labelled(token, AWSPREVIOUS) {
+                Next::Finished
+            } else if labelled(token, AWSPENDING) {
+                Next::Resume
+            } else if stages(token).is_some() {
+                return Err(CompromiseError::Abandoned {
+                    secret: plan.secret_arn.clone(),
+                    version: token.clone(),
+                    state: format!(
+                        "it is neither AWSCURRENT, AWSPREVIOUS nor AWSPENDING: this incident's rotation was abandoned or has aged out; answer it under a new incident id to rotate again ({})",
+                        describe_labels(&metadata)
+                    ),
+                });
+            } else {
+                Next::Start
+            };
+            steps.push((token, step));
+        }
+        let new = steps.iter().filter(|(_, s)| *s == Next::Start).count();
+        let created: Vec<SystemTime> = versions.iter().filter_map(|v| v.created).collect();
+        bounds.check_rotations(&plan.secret_arn, &created, new, SystemTime::now())?;
+
+        let mut rotated = Vec::new();
+        if let Some(token) = other_in_progress {
+            self.resume(plan, &token).await?;
+            rotated.push(token);
+        }
+        for (token, step) in steps {
+            match step {
+                Next::Finished => continue,
+                Next::Resume => self.resume(plan, token).await?,
+                Next::Start => {
                     tracing::info!(
                         secret_arn = %plan.secret_arn,
+                        mode = %plan.mode,
+                        incident = %incident,
                         version = %token,
-                        "resuming the rotation in progress before retiring credentials"
+                        "starting a rotation to retire compromised credentials"
                     );
-                    self.start(plan, &token).await?;
-                    self.wait(&plan.secret_arn, Some(&token)).await?;
-                    versions.push(token);
+                    self.start(plan, token).await?;
+                    self.wait(&plan.secret_arn, Some(token)).await?;
                 }
             }
+            rotated.push(token.clone());
         }
-        for _ in 0..plan.rotations {
-            let token = uuid::Uuid::new_v4().to_string();
-            tracing::info!(
-                secret_arn = %plan.secret_arn,
-                mode = %plan.mode,
-                version = %token,
-                "starting a rotation to retire compromised credentials"
-            );
-            self.start(plan, &token).await?;
-            self.wait(&plan.secret_arn, Some(&token)).await?;
-            versions.push(token);
+        self.record(&plan.secret_arn, incident.recorded_in(record))
+            .await?;
+        Ok(Retirement {
+            versions: rotated,
+            already_retired: false,
+        })
+    }
+
+    /// Completes the rotation in progress with version `token`: in Secrets Manager mode in
+    /// AWS by waiting for Secrets Manager's own retry (it cannot be resumed from outside),
+    /// otherwise by running it again with its token, as a retry does.
+    async fn resume(&self, plan: &SecretPlan, token: &str) -> Result<(), CompromiseError> {
+        match (&self.start, plan.mode) {
+            (Start::Aws { .. }, Mode::SecretsManager) => self.wait(&plan.secret_arn, None).await,
+            _ => {
+                tracing::info!(
+                    secret_arn = %plan.secret_arn,
+                    version = %token,
+                    "resuming the rotation in progress before retiring credentials"
+                );
+                self.start_as(plan, token, true).await?;
+                self.wait(&plan.secret_arn, Some(token)).await
+            }
         }
-        Ok(versions)
+    }
+
+    /// Every version of `secret` (deprecated ones included) with its labels and creation date.
+    async fn dated_versions(&self, secret: &str) -> Result<Vec<DatedVersion>, CompromiseError> {
+        let mut versions = Vec::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let out = self
+                .secrets
+                .list_secret_version_ids()
+                .secret_id(secret)
+                .include_deprecated(true)
+                .max_results(100)
+                .set_next_token(next_token.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    CompromiseError::Rotation(RotationError::SecretsManager {
+                        operation: "ListSecretVersionIds",
+                        secret: secret.to_owned(),
+                        message: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+                    })
+                })?;
+            for v in out.versions() {
+                if let Some(id) = v.version_id() {
+                    versions.push(DatedVersion {
+                        id: id.to_owned(),
+                        stages: v.version_stages().to_vec(),
+                        created: v.created_date().and_then(|d| SystemTime::try_from(*d).ok()),
+                    });
+                }
+            }
+            match out.next_token() {
+                Some(token) if !token.is_empty() => next_token = Some(token.to_owned()),
+                _ => return Ok(versions),
+            }
+        }
+    }
+
+    /// Records on `secret` the incidents answered on it (tag [`RECORD_TAG`]).
+    async fn record(&self, secret: &str, record: String) -> Result<(), CompromiseError> {
+        self.secrets
+            .tag_resource()
+            .secret_id(secret)
+            .tags(
+                aws_sdk_secretsmanager::types::Tag::builder()
+                    .key(RECORD_TAG)
+                    .value(record)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                CompromiseError::Rotation(RotationError::SecretsManager {
+                    operation: "TagResource",
+                    secret: secret.to_owned(),
+                    message: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+                })
+            })?;
+        Ok(())
     }
 
     /// Starts one rotation of `plan`'s secret with `token` as its new version, the way the
     /// secret's mode starts rotations. On the local stack it runs the whole rotation.
     pub async fn start(&self, plan: &SecretPlan, token: &str) -> Result<(), CompromiseError> {
+        self.start_as(plan, token, false).await
+    }
+
+    /// [`Runner::start`]; `again` names a workflow execution apart from the first one of
+    /// `token` (an execution's name is taken for 90 days, even once it failed), while the first
+    /// start of a token keeps one name, so a repeated event finds the same execution.
+    async fn start_as(
+        &self,
+        plan: &SecretPlan,
+        token: &str,
+        again: bool,
+    ) -> Result<(), CompromiseError> {
         let failed = |detail: String| CompromiseError::Start {
             secret: plan.secret_arn.clone(),
             version: token.to_owned(),
@@ -175,7 +348,14 @@ impl Runner {
                 });
                 sfn.start_execution()
                     .state_machine_arn(arn)
-                    .name(format!("compromise-{token}"))
+                    .name(if again {
+                        let now = SystemTime::now()
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs());
+                        format!("compromise-{token}-{now}")
+                    } else {
+                        format!("compromise-{token}")
+                    })
                     .input(input.to_string())
                     .send()
                     .await
