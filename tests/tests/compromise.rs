@@ -146,8 +146,13 @@ async fn a_bad_request_is_refused_naming_the_field() {
         (json!({}), "`detail.secretIds` or `detail.tags`"),
         (json!({"secretIds": "not-a-list"}), "`detail.secretIds`"),
         (
-            json!({"tags": {"incident": Stack::unique("none")}}),
+            json!({"tags": {"incident": Stack::unique("none")}, "incident": "INC-1"}),
             "no secret carries",
+        ),
+        (json!({"secretIds": ["x"]}), "`detail.incident` is missing"),
+        (
+            json!({"secretIds": ["x"], "incident": "INC 1; DROP"}),
+            "`detail.incident`",
         ),
     ] {
         match driver

@@ -541,3 +541,231 @@ fn schedules_compromise_path_and_alarms_are_wired() {
         json!({"Ref": "EventBus"})
     );
 }
+
+/// The Lambda permissions of the template, by the logical id of the function they name.
+fn permissions_of(t: &Value, function: &str) -> Vec<Value> {
+    resources(t)
+        .values()
+        .filter(|r| {
+            r["Type"] == "AWS::Lambda::Permission"
+                && target(&r["Properties"]["FunctionName"]) == Some(function)
+        })
+        .map(|r| r["Properties"].clone())
+        .collect()
+}
+
+#[test]
+fn every_lambda_permission_names_its_only_caller() {
+    let t = template();
+    let r = resources(&t);
+    let prefix_arn = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretNamePrefix}*";
+    for (id, _) in FUNCTIONS {
+        let permissions = permissions_of(&t, id);
+        assert_eq!(permissions.len(), 1, "{id}: one caller, one permission");
+        let p = &permissions[0];
+        assert_eq!(p["Action"], "lambda:InvokeFunction", "{id}");
+        match id {
+            "RotateFunction" => {
+                assert_eq!(p["Principal"], "secretsmanager.amazonaws.com");
+                assert_eq!(p["SourceAccount"], json!({"Ref": "AWS::AccountId"}));
+                assert_eq!(p["SourceArn"], json!({"Fn::Sub": prefix_arn}));
+            }
+            "CompromiseFunction" => {
+                assert_eq!(p["Principal"], "events.amazonaws.com");
+                assert_eq!(p["SourceAccount"], json!({"Ref": "AWS::AccountId"}));
+                assert_eq!(target(&p["SourceArn"]), Some("CompromiseRule"));
+                assert_eq!(
+                    target(&r["CompromiseRule"]["Properties"]["Targets"][0]["Arn"]),
+                    Some(id)
+                );
+            }
+            _ => {
+                // A step function: the role the state machine runs as, and nobody else.
+                assert_eq!(
+                    p["Principal"],
+                    json!({"Fn::GetAtt": ["RotationWorkflowRole", "Arn"]}),
+                    "{id}"
+                );
+                assert_eq!(
+                    target(&r["RotationWorkflow"]["Properties"]["RoleArn"]),
+                    Some("RotationWorkflowRole")
+                );
+            }
+        }
+    }
+    // No permission lets a service in without naming the source it acts for.
+    for (id, p) in r
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Lambda::Permission")
+    {
+        let p = &p["Properties"];
+        assert_ne!(p["Principal"], "*", "{id}");
+        if p["Principal"]
+            .as_str()
+            .is_some_and(|s| s.ends_with(".amazonaws.com"))
+        {
+            assert!(p.get("SourceArn").is_some(), "{id} has no SourceArn");
+            assert!(
+                p.get("SourceAccount").is_some(),
+                "{id} has no SourceAccount"
+            );
+        }
+    }
+}
+
+#[test]
+fn only_the_incident_responder_role_may_send_incident_events() {
+    let t = template();
+    let incident = rotation::compromise::request::SOURCE;
+    let parameter = &t["Parameters"]["IncidentResponderRoleArn"];
+    assert_eq!(parameter["Type"], "String");
+    assert_eq!(
+        t["Conditions"]["HasIncidentResponder"],
+        json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "IncidentResponderRoleArn"}, ""]}]})
+    );
+    let bus = &resources(&t)["EventBus"]["Properties"];
+    let statements = as_list(&bus["Policy"]["Statement"]);
+    let deny: Vec<&Value> = statements
+        .iter()
+        .filter(|s| s["Effect"] == "Deny" && statement_grants_any(s, "events:PutEvents"))
+        .collect();
+    assert_eq!(deny.len(), 1, "{statements:?}");
+    let deny = deny[0];
+    assert_eq!(deny["Principal"], "*");
+    assert_eq!(
+        deny["Resource"]["Fn::Sub"],
+        "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
+    );
+    // With a responder: every principal but that role is denied the incident source. Without:
+    // every principal is.
+    let branches = deny["Condition"]["Fn::If"].as_array().expect("!If");
+    assert_eq!(branches[0], "HasIncidentResponder");
+    for branch in &branches[1..] {
+        assert_eq!(branch["StringEquals"]["events:source"], incident);
+    }
+    assert_eq!(
+        branches[1]["ArnNotEquals"]["aws:PrincipalArn"],
+        json!({"Ref": "IncidentResponderRoleArn"})
+    );
+    assert_eq!(branches[2].as_object().unwrap().len(), 1, "{}", branches[2]);
+    // The rule starts the response only on that source.
+    assert_eq!(
+        resources(&t)["CompromiseRule"]["Properties"]["EventPattern"]["source"],
+        json!([incident])
+    );
+}
+
+/// Whether a statement (Allow or Deny) names `action`.
+fn statement_grants_any(statement: &Value, action: &str) -> bool {
+    as_list(&statement["Action"])
+        .iter()
+        .any(|a| action_matches(a.as_str().unwrap_or_default(), action))
+}
+
+#[test]
+fn the_functions_may_publish_only_their_outcome_source() {
+    let t = template();
+    let publishers = roles_granting(&t, "events:PutEvents");
+    let expected = role_set(
+        &t,
+        &[
+            "RotateFunction",
+            "CreateSecretFunction",
+            "SetSecretFunction",
+            "TestSecretFunction",
+            "FinishSecretFunction",
+        ],
+    );
+    assert_eq!(publishers, expected, "who may PutEvents");
+    for id in &publishers {
+        for s in statements(&roles(&t)[id]) {
+            if statement_grants(&s, "events:PutEvents") {
+                assert_eq!(
+                    s["Condition"],
+                    json!({"StringEquals": {"events:source": rotation::outcome::EVENT_SOURCE}}),
+                    "{id}: {s}"
+                );
+                assert_ne!(
+                    rotation::outcome::EVENT_SOURCE,
+                    rotation::compromise::request::SOURCE
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_compromise_function_retries_without_rerunning_and_records_incidents_only() {
+    let t = template();
+    let r = resources(&t);
+    let function = &r["CompromiseFunction"]["Properties"];
+    let retries = &function["EventInvokeConfig"];
+    assert!(
+        retries["MaximumRetryAttempts"]
+            .as_u64()
+            .is_some_and(|n| n <= 2),
+        "{retries}"
+    );
+    assert!(retries["MaximumEventAgeInSeconds"].as_u64().is_some());
+    let variables = &function["Environment"]["Variables"];
+    for name in [
+        rotation::config::ENV_COMPROMISE_MAX_SECRETS,
+        rotation::config::ENV_COMPROMISE_MAX_ROTATIONS_PER_HOUR,
+    ] {
+        assert!(variables[name].is_string(), "{name} is not set");
+    }
+    // The compromise role tags secrets with the incident record and nothing else, and moves
+    // no label, writes no value.
+    let role = &roles(&t)[role_of(&t, "CompromiseFunction")];
+    let tagging: Vec<Value> = statements(role)
+        .into_iter()
+        .filter(|s| statement_grants(s, "secretsmanager:TagResource"))
+        .collect();
+    assert_eq!(tagging.len(), 1);
+    assert_eq!(
+        tagging[0]["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"],
+        json!([rotation::compromise::incident::RECORD_TAG])
+    );
+    assert!(grants(role, "secretsmanager:ListSecretVersionIds"));
+    for action in [
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:UpdateSecretVersionStage",
+        "secretsmanager:UntagResource",
+        "events:PutEvents",
+    ] {
+        assert!(!grants(role, action), "compromise may {action}");
+    }
+}
+
+#[test]
+fn kms_is_usable_only_through_secrets_manager_for_the_stacks_secrets() {
+    let t = template();
+    let mut seen = 0;
+    for (id, role) in roles(&t) {
+        for s in statements(&role) {
+            if !statement_grants(&s, "kms:Decrypt") {
+                continue;
+            }
+            seen += 1;
+            assert_eq!(
+                s["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Sub"],
+                "secretsmanager.${AWS::Region}.amazonaws.com",
+                "{id}"
+            );
+            let contexts =
+                as_list(&s["Condition"]["StringLike"]["kms:EncryptionContext:SecretARN"]);
+            assert!(!contexts.is_empty(), "{id}");
+            for c in contexts {
+                let c = c["Fn::Sub"].as_str().unwrap_or_default();
+                assert!(
+                    c.contains("${SecretNamePrefix}") || c.contains("${MasterSecretNamePattern}"),
+                    "{id}: {c}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        seen, 5,
+        "rotate, create, set, test and compromise decrypt secrets"
+    );
+}
