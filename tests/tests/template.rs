@@ -257,12 +257,20 @@ fn only_the_create_step_and_rotate_can_write_secret_values() {
 }
 
 #[test]
-fn only_the_functions_that_run_create_secret_list_every_version() {
-    // createSecret's race check reads deprecated versions, which DescribeSecret does not list.
+fn only_the_functions_that_run_create_secret_or_bound_incidents_list_every_version() {
+    // createSecret's race check reads deprecated versions, which DescribeSecret does not list;
+    // the compromise response finds its incident's versions and counts the last hour's.
     let t = template();
     assert_eq!(
         roles_granting(&t, "secretsmanager:ListSecretVersionIds"),
-        role_set(&t, &["RotateFunction", "CreateSecretFunction"])
+        role_set(
+            &t,
+            &[
+                "RotateFunction",
+                "CreateSecretFunction",
+                "CompromiseFunction"
+            ]
+        )
     );
 }
 
