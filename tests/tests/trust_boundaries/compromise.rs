@@ -125,7 +125,7 @@ async fn the_same_incident_twice_changes_nothing_the_second_time() {
     let incident = Stack::unique("INC");
 
     // Single user, Secrets Manager mode (a rotation is pending, as RotateSecret leaves it).
-    let (single, single_user, _) = stack.pg_user_with_secret("cmponce").await;
+    let (single, _, _) = stack.pg_user_with_secret("cmponce").await;
     // Alternating users, workflow mode: two rotations per incident.
     let master = Stack::unique("cmponcemaster");
     let master_password = stack.create_user(&master, "CREATEROLE").await;
@@ -206,7 +206,6 @@ async fn the_same_incident_twice_changes_nothing_the_second_time() {
         let (u, p) = stack.credentials(arn, "AWSCURRENT").await;
         stack.assert_login(&u, &p).await;
     }
-    let _ = single_user;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -243,10 +242,7 @@ async fn past_the_hourly_bound_a_secret_is_refused_and_left_as_it_was() {
             ] {
                 assert!(message.contains(needle), "{message} should name {needle}");
             }
-            assert!(
-                message.contains("LimitExceeded") || message.contains("refused"),
-                "{message}"
-            );
+            assert!(message.contains("refused: "), "{message}");
             assert!(!message.contains(password.expose_secret()));
         }
         other => panic!("expected a refusal, got {other:?}"),
