@@ -381,14 +381,16 @@ impl Stack {
     /// A DB instance of `db`'s engine in moto, standing for the stack's server (its endpoint,
     /// `*.rds.amazonaws.com` on the engine's port, is overridden to the server): its ARN.
     pub async fn rds_instance(&self, db: Db) -> String {
-        let engine = match db {
-            Db::Postgres => "postgres",
-            Db::MariaDb => "mariadb",
+        // moto knows no default MariaDB version: name one it lists.
+        let (engine, version) = match db {
+            Db::Postgres => ("postgres", None),
+            Db::MariaDb => ("mariadb", Some("10.6")),
         };
         self.rds
             .create_db_instance()
             .db_instance_identifier(Self::unique("db").replace('_', "-"))
             .engine(engine)
+            .set_engine_version(version.map(str::to_owned))
             .db_instance_class("db.t3.micro")
             .master_username("rdsadmin")
             .master_user_password("placeholder-password")
