@@ -334,7 +334,8 @@ async fn the_master_never_connects_to_a_host_only_the_writer_names() {
 /// (e): `"ssl": false` in the application secret turns TLS off for the application's own
 /// logins only. The server admits the master only over TLS (PostgreSQL: a `hostnossl ...
 /// reject` rule for its role; MariaDB: `REQUIRE SSL`), so the rotation succeeding proves the
-/// master connected with TLS.
+/// master connected with TLS; on a PostgreSQL server that logs connections, every login of
+/// the master reads "SSL enabled" while the application's own logins do not.
 #[tokio::test(flavor = "multi_thread")]
 async fn ssl_false_in_an_application_secret_never_downgrades_the_master() {
     let stack = Stack::from_env().await;
@@ -359,6 +360,52 @@ async fn ssl_false_in_an_application_secret_never_downgrades_the_master() {
             .assert_db_login(db, &world.master.name, &world.master.password)
             .await;
     }
+
+    // The same on a server that logs every connection: each of the master's is over TLS.
+    let server = WriterServer::start(&stack).await;
+    let prefix = Stack::unique("t");
+    let (app, master) = (format!("{prefix}_app"), format!("{prefix}_master"));
+    let app_password = server.create_user(&app, "", false).await;
+    let master_password = server.create_user(&master, "CREATEROLE", false).await;
+    let master_value = json!({
+        "username": master, "password": master_password.expose_secret(),
+        "host": server.host, "port": server.port,
+    });
+    let master_arn = stack
+        .create_secret(&Stack::unique("tbmaster"), &master_value)
+        .await;
+    let value = json!({
+        "engine": "postgres", "host": server.host, "port": server.port, "ssl": false,
+        "username": app, "password": app_password.expose_secret(), "dbname": "postgres",
+        "masterarn": master_arn,
+    });
+    let arn = stack
+        .create_rotating_secret(&Stack::unique("tbnossl"), &value, Functions::Rotate)
+        .await;
+    assert_succeeded(&stack.driver(Functions::Rotate).rotate(&arn).await.unwrap());
+    let logins: Vec<String> = server
+        .lines_naming(&master)
+        .into_iter()
+        .filter(|l| l.contains("connection authorized"))
+        .collect();
+    assert!(
+        !logins.is_empty(),
+        "the master logged in:\n{}",
+        server.log()
+    );
+    for line in &logins {
+        assert!(
+            line.contains("SSL enabled"),
+            "the master without TLS: {line}"
+        );
+    }
+    let app_logins = server.lines_naming(&app);
+    assert!(
+        app_logins
+            .iter()
+            .any(|l| l.contains("connection authorized") && !l.contains("SSL enabled")),
+        "the application's own logins follow its \"ssl\": false: {app_logins:?}"
+    );
 }
 
 /// (f): the alternate name is an existing account that may do more than the writer's user:
