@@ -3,6 +3,7 @@
 //! Every helper talks to the real servers: PostgreSQL with password authentication and TLS,
 //! moto's Secrets Manager over HTTP, and the functions under `cargo lambda watch`.
 
+pub mod attacker;
 pub mod faults;
 pub mod iam;
 pub mod stack;

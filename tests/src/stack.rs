@@ -354,18 +354,54 @@ impl Stack {
         (arn, user, password)
     }
 
-    /// A master user of `db` (CREATEROLE, or all privileges with grant option) and its secret,
-    /// RDS-managed style (only username and password) when `rds_managed`: the secret's ARN.
+    /// A master user of `db` (CREATEROLE, or all privileges with grant option) and its secret.
+    /// With `rds_managed` the secret is what RDS manages: only username and password, tagged
+    /// `aws:rds:primarydbinstancearn` with a DB instance in moto whose endpoint the stack's
+    /// ROTATION_DB_HOST_OVERRIDES sends to `db` (the functions find the master through the
+    /// tag, as on AWS). Returns the secret's ARN, the user and its password.
     pub async fn master_secret(&self, db: Db, rds_managed: bool) -> (String, String, SecretString) {
         let master = Self::unique(&format!("{}master", db.prefix()));
         let password = self.create_db_user(db, &master, Role::Master).await;
-        let value = if rds_managed {
-            json!({"username": master, "password": password.expose_secret()})
+        let arn = if rds_managed {
+            let value = json!({"username": master, "password": password.expose_secret()});
+            let instance = self.rds_instance(db).await;
+            self.create_tagged_secret(
+                &Self::unique("master"),
+                &value,
+                &[("aws:rds:primarydbinstancearn", &instance)],
+            )
+            .await
         } else {
-            self.db_secret(db, &master, &password)
+            let value = self.db_secret(db, &master, &password);
+            self.create_secret(&Self::unique("master"), &value).await
         };
-        let arn = self.create_secret(&Self::unique("master"), &value).await;
         (arn, master, password)
+    }
+
+    /// A DB instance of `db`'s engine in moto, standing for the stack's server (its endpoint,
+    /// `*.rds.amazonaws.com` on the engine's port, is overridden to the server): its ARN.
+    pub async fn rds_instance(&self, db: Db) -> String {
+        // moto knows no default MariaDB version: name one it lists.
+        let (engine, version) = match db {
+            Db::Postgres => ("postgres", None),
+            Db::MariaDb => ("mariadb", Some("10.6")),
+        };
+        self.rds
+            .create_db_instance()
+            .db_instance_identifier(Self::unique("db").replace('_', "-"))
+            .engine(engine)
+            .set_engine_version(version.map(str::to_owned))
+            .db_instance_class("db.t3.micro")
+            .master_username("rdsadmin")
+            .master_user_password("placeholder-password")
+            .allocated_storage(20)
+            .send()
+            .await
+            .expect("CreateDBInstance")
+            .db_instance()
+            .and_then(|i| i.db_instance_arn())
+            .expect("instance ARN")
+            .to_owned()
     }
 
     /// Logs in as the cluster's superuser.

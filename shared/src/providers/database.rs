@@ -109,6 +109,17 @@ pub trait Database {
         password: &SecretString,
     ) -> Result<()>;
 
+    /// Logged in as the master (`who`): why the master must not make `target` the alternate of
+    /// `logged_in` (the user whose AWSCURRENT credentials just logged in), or None. `target`
+    /// may not be able to do more than `logged_in` already can (superuser-class privileges,
+    /// roles), and an existing `target` an administrator disabled stays disabled.
+    async fn target_refusal(
+        session: &mut Self::Session,
+        who: &Who,
+        logged_in: &str,
+        target: &str,
+    ) -> Result<Option<String>>;
+
     /// A query that proves the session works.
     async fn probe(session: &mut Self::Session, who: &Who) -> Result<()>;
 }
@@ -302,30 +313,157 @@ pub async fn set<D: Database>(
     // is refused.
     let outcome = match current.strategy {
         Strategy::SingleUser => set_single_user::<D>(ctx, &current, &pending).await?,
+        Strategy::AlternatingUsers => set_alternating::<D>(ctx, &current, &pending).await?,
         _ if pending_logs_in::<D>(ctx, &pending).await? => Outcome::AlreadyDone,
-        Strategy::AlternatingUsers => {
-            let (mut session, who) = login_master::<D>(ctx, &current).await?;
-            bounded(
-                ctx,
-                &who,
-                "setting the alternate user's password",
-                D::set_alternate_password(
-                    &mut session,
-                    &who,
-                    &current.username,
-                    &pending.username,
-                    &pending.password,
-                ),
-            )
-            .await?;
-            Outcome::Done
-        }
         Strategy::RdsMaster => {
             rds::set_master_password(ctx, &current, &pending.password).await?;
             Outcome::Done
         }
     };
     Ok(result(outcome))
+}
+
+/// setSecret of alternating users. The secret's value comes from whoever may write it, and the
+/// master may do far more than that writer, so before the master acts the secret must prove
+/// that everything it names is its own, as AWS's templates do:
+///
+/// 1. the master's endpoint comes from the master secret (`host`) or, for an RDS-managed
+///    master secret, from RDS through the secret's `aws:rds:*` tags: never from this secret;
+/// 2. the two user names are exactly `<base>` and `<base>_clone`, neither is the master;
+/// 3. this secret's endpoint is the master's (the same server);
+/// 4. the AWSCURRENT credentials log in there (proof of possession);
+/// 5. the alternate user may do no more than the user that logged in ([`Database::target_refusal`]).
+///
+/// Only then does the master log in (TLS and database from the master secret alone) and set
+/// the alternate user's password. A refusal names the rule and changes nothing.
+async fn set_alternating<D: Database>(
+    ctx: &StepContext<'_>,
+    current: &DatabaseSecret,
+    pending: &DatabaseSecret,
+) -> Result<Outcome> {
+    let master = Master::resolve::<D>(ctx, current).await?;
+    check_alternate_names(&ctx.secret.arn, current, pending, &master.secret.username)?;
+    check_same_server(ctx, current, &master)?;
+    if pending_logs_in::<D>(ctx, pending).await? {
+        return Ok(Outcome::AlreadyDone);
+    }
+    prove_current::<D>(ctx, current).await?;
+    let (mut session, who) = master.login::<D>(ctx).await?;
+    let refusal = bounded(
+        ctx,
+        &who,
+        "checking the alternate user's privileges",
+        D::target_refusal(&mut session, &who, &current.username, &pending.username),
+    )
+    .await?;
+    if let Some(why) = refusal {
+        return Err(RotationError::invalid_secret(
+            &ctx.secret.arn,
+            AWSPENDING,
+            format!("field `username`: {why} (trust rule: the alternate user may not do more than the user whose AWSCURRENT credentials logged in)"),
+        ));
+    }
+    bounded(
+        ctx,
+        &who,
+        "setting the alternate user's password",
+        D::set_alternate_password(
+            &mut session,
+            &who,
+            &current.username,
+            &pending.username,
+            &pending.password,
+        ),
+    )
+    .await?;
+    Ok(Outcome::Done)
+}
+
+/// Refuses user names the master must not act on: the pending user is exactly the other one
+/// of the AWSCURRENT user's pair (`<base>` / `<base>_clone`), and neither is the master user.
+fn check_alternate_names(
+    arn: &str,
+    current: &DatabaseSecret,
+    pending: &DatabaseSecret,
+    master_user: &str,
+) -> Result<()> {
+    if pending.username != alternate_username(&current.username) {
+        return Err(RotationError::invalid_secret(
+            arn,
+            AWSPENDING,
+            "field `username`: the pending user must be exactly the alternate of the AWSCURRENT user (`<base>` or `<base>_clone`)",
+        ));
+    }
+    for (version, name) in [
+        (AWSCURRENT, &current.username),
+        (AWSPENDING, &pending.username),
+    ] {
+        if name == master_user {
+            return Err(RotationError::invalid_secret(
+                arn,
+                version,
+                format!("field `username`: {name:?} is the master user of `masterarn` (trust rule: the master never rotates its own account as an alternating user)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a secret whose endpoint is not the master's: as named, or where the function's
+/// host overrides send both (the override is the function's configuration, not the secret's,
+/// and equal targets mean both logins reach the same server).
+fn check_same_server(
+    ctx: &StepContext<'_>,
+    current: &DatabaseSecret,
+    master: &Master,
+) -> Result<()> {
+    let same =
+        |a: &Endpoint, b: &Endpoint| a.port == b.port && a.host.eq_ignore_ascii_case(&b.host);
+    let user = Endpoint::of(current);
+    if same(&user, &master.endpoint)
+        || same(
+            &ctx.config.endpoint_for(user.clone()),
+            &ctx.config.endpoint_for(master.endpoint.clone()),
+        )
+    {
+        return Ok(());
+    }
+    Err(RotationError::invalid_secret(
+        &ctx.secret.arn,
+        AWSCURRENT,
+        format!(
+            "field `host`: {} is not the master's endpoint {} (trust rule: the master acts only on the server its own secret or RDS names)",
+            user.display(),
+            master.endpoint.display()
+        ),
+    ))
+}
+
+/// Proof of possession: the AWSCURRENT credentials log in before the master acts for them.
+///
+/// AWSPREVIOUS is deliberately not tried: in alternating users the master only ever changes
+/// the alternate user's password, never the AWSCURRENT user's, so no crash between steps
+/// leaves AWSCURRENT unable to log in (after setSecret it is untouched; after finishSecret the
+/// new AWSCURRENT is the version testSecret proved). A current password that does not work was
+/// changed by someone else, or was never known to the writer: the master refuses.
+async fn prove_current<D: Database>(ctx: &StepContext<'_>, current: &DatabaseSecret) -> Result<()> {
+    match login::<D>(
+        ctx,
+        current,
+        &current.username,
+        &current.password,
+        Credential::Current,
+    )
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_authentication_failure() => Err(RotationError::invalid_secret(
+            &ctx.secret.arn,
+            AWSCURRENT,
+            format!("the AWSCURRENT credentials do not log in ({e}) (trust rule: proof of possession: the master acts only for a user whose current password works)"),
+        )),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether the pending password already logs in (setSecret ran before: a retry).
@@ -421,39 +559,68 @@ async fn login_previous<D: Database>(
     }
 }
 
-/// Logs in as the master user the secret's `masterarn` names. A master secret without an
-/// endpoint (RDS-managed: only username and password) is reached through its RDS tags, else
-/// at this secret's endpoint.
-async fn login_master<D: Database>(
-    ctx: &StepContext<'_>,
-    current: &DatabaseSecret,
-) -> Result<(D::Session, Who)> {
-    let masterarn = current.masterarn.as_deref().unwrap_or_default();
-    let raw = ctx
-        .secrets_manager
-        .require_value(masterarn, None, AWSCURRENT)
-        .await?;
-    let master = MasterSecret::parse(
-        &parse_object(&raw, masterarn, "master secret AWSCURRENT")?,
-        masterarn,
-    )?;
-    let mut endpoint = Endpoint::of(current);
-    match (&master.host, master.port) {
-        (Some(host), port) => {
-            endpoint.host = host.clone();
-            endpoint.port = port.unwrap_or(endpoint.port);
-        }
-        (None, _) => {
-            if let Some((host, port)) = rds::managed_master_endpoint(ctx, masterarn).await? {
-                endpoint.host = host;
-                endpoint.port = port;
-            }
-        }
+/// The master user the secret's `masterarn` names, and where it logs in.
+struct Master {
+    secret: MasterSecret,
+    /// The master's endpoint as its secret or RDS names it (before host overrides), with the
+    /// master secret's database and TLS mode.
+    endpoint: Endpoint,
+}
+
+impl Master {
+    /// Reads the master secret and finds its endpoint: its `host` (and `port`, else the
+    /// engine's), or for an RDS-managed master secret (only username and password) the
+    /// instance or cluster its `aws:rds:primary*arn` tag names. A master secret with neither is
+    /// refused: the master would otherwise log in wherever the rotated secret points.
+    async fn resolve<D: Database>(ctx: &StepContext<'_>, current: &DatabaseSecret) -> Result<Self> {
+        let masterarn = current.masterarn.as_deref().unwrap_or_default();
+        let raw = ctx
+            .secrets_manager
+            .require_value(masterarn, None, AWSCURRENT)
+            .await?;
+        let secret = MasterSecret::parse(
+            &parse_object(&raw, masterarn, "master secret AWSCURRENT")?,
+            masterarn,
+        )?;
+        let (host, port) = match &secret.host {
+            Some(host) => (host.clone(), secret.port.unwrap_or(D::DEFAULT_PORT)),
+            None => match rds::managed_master_endpoint(ctx, masterarn).await? {
+                Some((host, port)) => (host, if port == 0 { D::DEFAULT_PORT } else { port }),
+                None => {
+                    return Err(RotationError::invalid_secret(
+                        masterarn,
+                        "master secret AWSCURRENT",
+                        format!(
+                            "field `host` is missing and the secret has no {} or {} tag (trust rule: the master's endpoint comes from the master secret or RDS, never from the secret being rotated)",
+                            rds::TAG_PRIMARY_INSTANCE,
+                            rds::TAG_PRIMARY_CLUSTER
+                        ),
+                    ))
+                }
+            },
+        };
+        let endpoint = Endpoint {
+            host,
+            port,
+            dbname: secret.dbname.clone(),
+            tls: secret.tls,
+        };
+        Ok(Master { secret, endpoint })
     }
-    let endpoint = ctx.config.endpoint_for(endpoint);
-    let as_master = who(Credential::Master, &master.username, &endpoint);
-    let session = D::connect(ctx, &endpoint, &as_master, &master.password).await?;
-    Ok((session, as_master))
+
+    /// Logs in as the master at its endpoint (after any configured host override).
+    async fn login<D: Database>(&self, ctx: &StepContext<'_>) -> Result<(D::Session, Who)> {
+        let endpoint = ctx.config.endpoint_for(self.endpoint.clone());
+        if endpoint.tls == TlsMode::Disabled {
+            ctx.warn(format!(
+                "TLS to {} is turned off by the master secret (\"ssl\": false): the master's credentials cross the network unencrypted",
+                endpoint.display()
+            ));
+        }
+        let as_master = who(Credential::Master, &self.secret.username, &endpoint);
+        let session = D::connect(ctx, &endpoint, &as_master, &self.secret.password).await?;
+        Ok((session, as_master))
+    }
 }
 
 /// testSecret: logs in with the pending credentials and runs a query.
@@ -561,5 +728,27 @@ mod tests {
         let mut other = alternating;
         other["username"] = serde_json::json!("other_clone");
         assert!(check_consistent(&current, &secret(other), "s").is_err());
+    }
+
+    #[test]
+    fn only_the_alternate_of_the_current_user_and_never_the_master_is_targeted() {
+        let user = |name: &str| {
+            secret(
+                serde_json::json!({"engine": "postgres", "host": "db", "username": name, "password": "p", "masterarn": "arn:m"}),
+            )
+        };
+        check_alternate_names("s", &user("app"), &user("app_clone"), "admin").unwrap();
+        check_alternate_names("s", &user("app_clone"), &user("app"), "admin").unwrap();
+        for (current, pending, needle) in [
+            ("app", "app", "exactly the alternate"),
+            ("app", "other_clone", "exactly the alternate"),
+            ("admin_clone", "admin", "is the master user"),
+            ("admin", "admin_clone", "is the master user"),
+        ] {
+            let err = check_alternate_names("s", &user(current), &user(pending), "admin")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{current} -> {pending}: {err}");
+        }
     }
 }

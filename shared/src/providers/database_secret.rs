@@ -312,7 +312,8 @@ impl DatabaseSecret {
 }
 
 /// A master secret: `username` and `password`, and the endpoint when the secret has one (an
-/// RDS-managed master secret holds only the credentials).
+/// RDS-managed master secret holds only the credentials). The master's connection settings
+/// (TLS, database) come from this secret only, never from the secret being rotated.
 #[derive(Clone)]
 pub struct MasterSecret {
     /// `username`.
@@ -323,6 +324,10 @@ pub struct MasterSecret {
     pub host: Option<String>,
     /// `port`, when given.
     pub port: Option<u16>,
+    /// `dbname`, when given.
+    pub dbname: Option<String>,
+    /// `ssl`: TLS unless the master secret itself turns it off.
+    pub tls: TlsMode,
 }
 
 impl fmt::Debug for MasterSecret {
@@ -332,6 +337,8 @@ impl fmt::Debug for MasterSecret {
             .field("password", &"[REDACTED]")
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("dbname", &self.dbname)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -345,6 +352,11 @@ impl MasterSecret {
             password: SecretString::from(reader.required_str("password")?.to_owned()),
             host: reader.optional_str("host")?.map(str::to_owned),
             port: reader.optional_port("port")?,
+            dbname: reader.optional_str("dbname")?.map(str::to_owned),
+            tls: match reader.optional_bool("ssl")? {
+                Some(false) => TlsMode::Disabled,
+                Some(true) | None => TlsMode::Verified,
+            },
         })
     }
 }
@@ -388,6 +400,16 @@ mod tests {
         let mut bad = base;
         bad["ssl"] = json!("maybe");
         assert!(parse(bad).unwrap_err().to_string().contains("`ssl`"));
+    }
+
+    #[test]
+    fn the_master_secret_alone_decides_the_masters_tls() {
+        let master = |value: Value| MasterSecret::parse(value.as_object().unwrap(), "m").unwrap();
+        let managed = master(json!({"username": "admin", "password": "p"}));
+        assert_eq!(managed.tls, TlsMode::Verified);
+        assert_eq!((managed.host, managed.dbname), (None, None));
+        let off = master(json!({"username": "admin", "password": "p", "ssl": "false"}));
+        assert_eq!(off.tls, TlsMode::Disabled);
     }
 
     #[test]

@@ -230,6 +230,17 @@ impl Database for MySql {
             .map_err(|e| db_error(who, &e))
     }
 
+    async fn target_refusal(
+        session: &mut Session,
+        who: &Who,
+        logged_in: &str,
+        target: &str,
+    ) -> Result<Option<String>> {
+        privileged_target(session, logged_in, target)
+            .await
+            .map_err(|e| db_error(who, &e))
+    }
+
     async fn probe(session: &mut Session, who: &Who) -> Result<()> {
         session
             .conn
@@ -344,6 +355,83 @@ async fn mirror_user(
         }
     }
     Ok(())
+}
+
+/// Global privileges that let an account make or change accounts and grants, as the columns of
+/// `mysql.user` that hold them and their names.
+const ADMIN_PRIVILEGES: [(&str, &str); 3] = [
+    ("Super_priv", "SUPER"),
+    ("Grant_priv", "GRANT OPTION on *.*"),
+    ("Create_user_priv", "CREATE USER"),
+];
+
+/// The roles granted to the accounts named `user` (any host).
+async fn granted_roles(
+    session: &mut Session,
+    user: &str,
+) -> std::result::Result<Vec<String>, mysql_async::Error> {
+    let sql = match session.flavor {
+        Flavor::MariaDb => "SELECT Role FROM mysql.roles_mapping WHERE User = ?",
+        Flavor::MySql { .. } => "SELECT FROM_USER FROM mysql.role_edges WHERE TO_USER = ?",
+    };
+    session.conn.exec(sql, (user,)).await
+}
+
+/// The [`ADMIN_PRIVILEGES`] the accounts named `user` hold, directly or through roles granted
+/// to them (transitively).
+async fn admin_privileges(
+    session: &mut Session,
+    user: &str,
+) -> std::result::Result<std::collections::BTreeSet<&'static str>, mysql_async::Error> {
+    let columns = ADMIN_PRIVILEGES
+        .iter()
+        .map(|(column, _)| *column)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("SELECT {columns} FROM mysql.user WHERE User = ?");
+    let mut held = std::collections::BTreeSet::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut queue = vec![user.to_owned()];
+    while let Some(name) = queue.pop() {
+        if !seen.insert(name.clone()) || seen.len() > 1000 {
+            continue;
+        }
+        let rows: Vec<(String, String, String)> = session.conn.exec(&sql, (&name,)).await?;
+        for (super_priv, grant, create_user) in rows {
+            for (value, (_, privilege)) in [super_priv, grant, create_user]
+                .iter()
+                .zip(ADMIN_PRIVILEGES)
+            {
+                if value.eq_ignore_ascii_case("Y") {
+                    held.insert(privilege);
+                }
+            }
+        }
+        queue.extend(granted_roles(session, &name).await?);
+    }
+    Ok(held)
+}
+
+/// As the master: why the master must not make `target` the alternate of `logged_in` (the
+/// user whose AWSCURRENT credentials just logged in), or None: an existing `target` may hold no
+/// SUPER, GRANT OPTION on `*.*` or CREATE USER (directly or through a role) that `logged_in`
+/// lacks, since the master would hand its new password to whoever writes the secret.
+pub async fn privileged_target(
+    session: &mut Session,
+    logged_in: &str,
+    target: &str,
+) -> std::result::Result<Option<String>, mysql_async::Error> {
+    let target_has = admin_privileges(session, target).await?;
+    if target_has.is_empty() {
+        return Ok(None);
+    }
+    let logged_in_has = admin_privileges(session, logged_in).await?;
+    Ok(target_has
+        .difference(&logged_in_has)
+        .next()
+        .map(|privilege| {
+            format!("account {target:?} has {privilege}, which {logged_in:?} has not")
+        }))
 }
 
 /// `ssl_type`, `ssl_cipher`, `x509_issuer`, `x509_subject` of `mysql.user`.

@@ -14,6 +14,10 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+mod scram_only;
+
+use scram_only::{ScramOnly, ScramOnlyTls};
+
 use super::database::{base_username, Database, Who, CLONE_SUFFIX};
 use super::database_secret::{Endpoint, TlsMode};
 use super::StepContext;
@@ -87,6 +91,17 @@ impl Database for Postgres {
             .map_err(|e| who.error(classify(&e), describe(&e)))
     }
 
+    async fn target_refusal(
+        session: &mut Client,
+        who: &Who,
+        logged_in: &str,
+        target: &str,
+    ) -> Result<Option<String>> {
+        target_refusal(session, logged_in, target)
+            .await
+            .map_err(|e| who.error(classify(&e), describe(&e)))
+    }
+
     async fn probe(session: &mut Client, who: &Who) -> Result<()> {
         session
             .query_one("SELECT current_user", &[])
@@ -101,7 +116,10 @@ fn verifier(password: &SecretString) -> String {
     postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes())
 }
 
-/// Logs in, bounded by `timeout` for TCP, TLS and authentication together.
+/// Logs in, bounded by `timeout` for TCP, TLS and authentication together. A master login
+/// ([`Credential::Master`]) refuses a server that asks for a cleartext or MD5 password: it
+/// authenticates only with SCRAM-SHA-256, with channel binding (SCRAM-SHA-256-PLUS) whenever
+/// the server offers it over TLS.
 pub async fn connect(
     tls: &Arc<ClientConfig>,
     timeout: Duration,
@@ -127,26 +145,48 @@ pub async fn connect(
         detail,
     };
     let attempt = async {
-        match endpoint.tls {
+        let fail = |e: tokio_postgres::Error| error(classify(&e), describe(&e));
+        // The master's password leaves only through SCRAM (see `scram_only`).
+        let master = credential == Credential::Master;
+        let client = match endpoint.tls {
             TlsMode::Verified => {
                 config.ssl_mode(SslMode::Require);
+                let rustls = MakeRustlsConnect::new((**tls).clone());
+                if master {
+                    let (client, connection) =
+                        config.connect(ScramOnlyTls(rustls)).await.map_err(fail)?;
+                    tokio::spawn(connection);
+                    client
+                } else {
+                    let (client, connection) = config.connect(rustls).await.map_err(fail)?;
+                    tokio::spawn(connection);
+                    client
+                }
+            }
+            TlsMode::Disabled if master => {
+                config.ssl_mode(SslMode::Disable);
+                let socket =
+                    tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+                        .await
+                        .map_err(|e| error(DbFailure::Network, super::describe_chain(&e)))?;
                 let (client, connection) = config
-                    .connect(MakeRustlsConnect::new((**tls).clone()))
-                    .await?;
+                    .connect_raw(ScramOnly::new(socket), NoTls)
+                    .await
+                    .map_err(fail)?;
                 tokio::spawn(connection);
-                Ok::<_, tokio_postgres::Error>(client)
+                client
             }
             TlsMode::Disabled => {
                 config.ssl_mode(SslMode::Disable);
-                let (client, connection) = config.connect(NoTls).await?;
+                let (client, connection) = config.connect(NoTls).await.map_err(fail)?;
                 tokio::spawn(connection);
-                Ok(client)
+                client
             }
-        }
+        };
+        Ok::<_, RotationError>(client)
     };
     match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(client)) => Ok(client),
-        Ok(Err(e)) => Err(error(classify(&e), describe(&e))),
+        Ok(result) => result,
         Err(_) => Err(error(
             DbFailure::Network,
             format!("no answer within {} s", timeout.as_secs()),
@@ -194,17 +234,15 @@ async fn set_alternate(
             .map(|row| row.is_some())
         }
     };
-    let verb = if exists(user.to_owned()).await? {
-        "ALTER"
+    // An existing role keeps its LOGIN attribute as an administrator set it: the rotation
+    // never re-enables a role someone disabled (and refuses it before, see `target_refusal`).
+    let (role, password) = (escape_identifier(user), escape_literal(verifier));
+    let sql = if exists(user.to_owned()).await? {
+        format!("ALTER ROLE {role} WITH PASSWORD {password}")
     } else {
-        "CREATE"
+        format!("CREATE ROLE {role} WITH LOGIN PASSWORD {password}")
     };
-    tx.batch_execute(&format!(
-        "{verb} ROLE {} WITH LOGIN PASSWORD {}",
-        escape_identifier(user),
-        escape_literal(verifier)
-    ))
-    .await?;
+    tx.batch_execute(&sql).await?;
     if exists(base.to_owned()).await? && exists(clone.clone()).await? {
         tx.batch_execute(&format!(
             "GRANT {base_ident} TO {clone_ident}; ALTER ROLE {clone_ident} SET role TO {base_literal}",
@@ -215,4 +253,84 @@ async fn set_alternate(
         .await?;
     }
     tx.commit().await
+}
+
+/// The role attributes that let a role do more than its grants: the master refuses to hand a
+/// role that has one to a user that has not.
+const ATTRIBUTES: [(&str, &str); 4] = [
+    ("rolsuper", "SUPERUSER"),
+    ("rolcreaterole", "CREATEROLE"),
+    ("rolreplication", "REPLICATION"),
+    ("rolbypassrls", "BYPASSRLS"),
+];
+
+/// Why the master must not set the password of `target` for `logged_in` (the user whose
+/// AWSCURRENT credentials just logged in), or None. An existing `target` must be able to log in
+/// (a NOLOGIN role was disabled by an administrator), must have no attribute of [`ATTRIBUTES`]
+/// that `logged_in` lacks (counting the roles each is a member of, as `SET ROLE` would), and
+/// must be a member of no role `logged_in` is not a member of. The honest pair passes: the
+/// clone is a member of the original user, so each has what the other has.
+async fn target_refusal(
+    client: &Client,
+    logged_in: &str,
+    target: &str,
+) -> std::result::Result<Option<String>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1",
+            &[&target],
+        )
+        .await?;
+    match row {
+        None => return Ok(None),
+        Some(row) if !row.get::<_, bool>(0) => {
+            return Ok(Some(format!(
+                "role {target:?} is NOLOGIN (an administrator disabled it); the rotation does not re-enable it"
+            )))
+        }
+        Some(_) => {}
+    }
+    let effective = |role: &str| {
+        let role = role.to_owned();
+        async move {
+            let columns = ATTRIBUTES
+                .iter()
+                .map(|(column, _)| format!("coalesce(bool_or({column}), false)"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let row = client
+                .query_one(
+                    &format!("SELECT {columns} FROM pg_catalog.pg_roles WHERE pg_catalog.pg_has_role($1::text::name, oid, 'MEMBER')"),
+                    &[&role],
+                )
+                .await?;
+            Ok::<_, tokio_postgres::Error>(
+                (0..ATTRIBUTES.len())
+                    .map(|i| row.get::<_, bool>(i))
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    let (target_has, logged_in_has) = (effective(target).await?, effective(logged_in).await?);
+    for (i, (_, attribute)) in ATTRIBUTES.iter().enumerate() {
+        if target_has[i] && !logged_in_has[i] {
+            return Ok(Some(format!(
+                "role {target:?} has {attribute}, which {logged_in:?} has not"
+            )));
+        }
+    }
+    let extra = client
+        .query_opt(
+            "SELECT r.rolname::text FROM pg_catalog.pg_roles r \
+             WHERE pg_catalog.pg_has_role($1::text::name, r.oid, 'MEMBER') AND r.rolname <> $1::text::name \
+             AND NOT pg_catalog.pg_has_role($2::text::name, r.oid, 'MEMBER') ORDER BY 1 LIMIT 1",
+            &[&target, &logged_in],
+        )
+        .await?;
+    Ok(extra.map(|row| {
+        format!(
+            "role {target:?} is a member of {:?}, which {logged_in:?} is not",
+            row.get::<_, String>(0)
+        )
+    }))
 }
