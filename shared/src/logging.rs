@@ -11,6 +11,7 @@
 use std::str::FromStr;
 
 use lambda_runtime::tracing::subscriber::filter::{filter_fn, EnvFilter, FilterFn, LevelFilter};
+use lambda_runtime::tracing::subscriber::fmt::MakeWriter;
 use lambda_runtime::tracing::subscriber::layer::SubscriberExt;
 use lambda_runtime::tracing::subscriber::registry::LookupSpan;
 use lambda_runtime::tracing::subscriber::util::SubscriberInitExt;
@@ -74,7 +75,7 @@ pub fn filter_for(lambda_level: Option<&str>, rust_log: Option<&str>) -> EnvFilt
         .parse_lossy(rust_log.unwrap_or_default())
 }
 
-/// `subscriber` with the [`cap`] layer on top: what every function logs through.
+/// `subscriber` with the [`cap`] layer on top.
 pub fn capped<S>(subscriber: S) -> impl Subscriber + Send + Sync
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
@@ -82,19 +83,29 @@ where
     subscriber.with(cap())
 }
 
-/// Installs the subscriber for a function's process (once, at start).
-pub fn init() {
+/// The functions' subscriber: `filter`, Lambda's format (text, or JSON when `json`), lines
+/// written to `writer`, and [`cap`] on top.
+pub fn subscriber<W>(filter: EnvFilter, json: bool, writer: W) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = lambda_runtime::tracing::subscriber::fmt()
         .with_target(false)
         .without_time()
-        .with_env_filter(filter());
+        .with_env_filter(filter)
+        .with_writer(writer);
+    if json {
+        Box::new(capped(builder.json().finish()))
+    } else {
+        Box::new(capped(builder.finish()))
+    }
+}
+
+/// Installs the subscriber for a function's process (once, at start).
+pub fn init() {
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT")
         .is_ok_and(|format| format.eq_ignore_ascii_case("json"));
-    if json {
-        capped(builder.json().finish()).init();
-    } else {
-        capped(builder.finish()).init();
-    }
+    subscriber(filter(), json, std::io::stdout).init();
 }
 
 #[cfg(test)]
@@ -140,17 +151,19 @@ mod tests {
         tracing::trace!(target: "rotation::protocol", "own trace line");
     }
 
-    /// What `emit` writes through a subscriber with `filter`, capped or not.
+    /// What `emit` writes through the functions' subscriber with `filter`, or, without the
+    /// cap, through a plain one.
     fn logged(filter: EnvFilter, with_cap: bool) -> String {
         let captured = Captured::default();
         let writer = captured.clone();
-        let subscriber = lambda_runtime::tracing::subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(move || writer.clone())
-            .finish();
         if with_cap {
-            tracing::subscriber::with_default(capped(subscriber), emit);
+            let subscriber = subscriber(filter, false, move || writer.clone());
+            tracing::subscriber::with_default(subscriber, emit);
         } else {
+            let subscriber = lambda_runtime::tracing::subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(move || writer.clone())
+                .finish();
             tracing::subscriber::with_default(subscriber, emit);
         }
         captured.text()
