@@ -55,9 +55,10 @@ impl AccountCatalog {
     /// Whether the account holds no grant at all (USAGE only, no role, no default role).
     pub fn holds_nothing(&self) -> bool {
         self.grants.values().all(Vec::is_empty)
-            && self.global.as_ref().is_some_and(|g| {
-                g["access"] == 0 && g["default_role"] == ""
-            })
+            && self
+                .global
+                .as_ref()
+                .is_some_and(|g| g["access"] == 0 && g["default_role"] == "")
     }
 
     /// Whether the account is locked.

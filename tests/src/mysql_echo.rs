@@ -30,7 +30,9 @@ impl Drop for EchoProxy {
 impl EchoProxy {
     /// Listens on an ephemeral port of 127.0.0.1, forwarding to `upstream_host:upstream_port`.
     pub async fn start(upstream_host: &str, upstream_port: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("echo proxy port");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("echo proxy port");
         let port = listener.local_addr().expect("echo proxy address").port();
         let upstream = format!("{upstream_host}:{upstream_port}");
         let task = tokio::spawn(async move {
@@ -57,7 +59,9 @@ fn syntax_error(statement: &[u8]) -> Vec<u8> {
     );
     payload.extend_from_slice(statement);
     payload.extend_from_slice(b"' at line 1");
-    let len = u32::try_from(payload.len()).expect("short packet").to_le_bytes();
+    let len = u32::try_from(payload.len())
+        .expect("short packet")
+        .to_le_bytes();
     let mut packet = vec![len[0], len[1], len[2], 1];
     packet.extend_from_slice(&payload);
     packet
@@ -71,7 +75,14 @@ async fn relay(client: TcpStream, server: TcpStream) {
     let downstream = tokio::spawn(async move {
         let mut buffer = vec![0u8; 16 * 1024];
         while let Ok(n) = server_read.read(&mut buffer).await {
-            if n == 0 || to_client.lock().await.write_all(&buffer[..n]).await.is_err() {
+            if n == 0
+                || to_client
+                    .lock()
+                    .await
+                    .write_all(&buffer[..n])
+                    .await
+                    .is_err()
+            {
                 break;
             }
         }
@@ -90,7 +101,8 @@ async fn upstream(
     loop {
         let mut header = [0u8; 4];
         client.read_exact(&mut header).await?;
-        let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+        let len =
+            usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
         let mut payload = vec![0u8; len];
         client.read_exact(&mut payload).await?;
         let is_command = header[3] == 0;

@@ -32,10 +32,15 @@ impl Write for Captured {
 }
 
 /// Attack: `RUST_LOG=tokio_postgres::simple_query=debug` (a target longer than the capped
-/// `tokio_postgres`) made the functions log `ALTER ROLE ... PASSWORD 'SCRAM-SHA-256$...'`
-/// (the review's L1). The functions' own subscriber, built from that setting, runs a real
-/// password change on the real server: nothing of the verifier or the password is logged.
-/// (Current-thread runtime: the subscriber is this thread's, and so the driver's.)
+/// `tokio_postgres`) would win over the old `tokio_postgres=info` cap directive (the review's
+/// L1). The functions' own subscriber, built from that setting, watches a real password change
+/// on the real server: nothing of the verifier or the password is logged.
+///
+/// tokio-postgres logs through the `log` crate, which nothing in the functions bridges into
+/// tracing, so today its statements never reach a subscriber whatever the level: this test
+/// guards that end to end (it fails if a bridge or a tracing-based driver arrives without the
+/// cap). The cap itself is proven by `rotation::logging`'s unit tests, which fail without the
+/// cap layer. (Current-thread runtime: the subscriber is this thread's, and so the driver's.)
 #[tokio::test]
 async fn a_rust_log_sub_target_cannot_make_the_driver_log_the_verifier() {
     let stack = Stack::from_env().await;

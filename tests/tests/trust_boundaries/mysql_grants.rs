@@ -210,3 +210,31 @@ async fn a_locked_account_stays_locked_through_its_clone() {
         assert_same_catalog(&stack, &setup.user, &setup.clone).await;
     }
 }
+
+/// Attack: a server that forces a multibyte client character set (`init_connect` running
+/// `SET NAMES gbk`, or `skip-character-set-client-handshake`) re-pairs the bytes of quoted
+/// strings, so a backslash escape can be swallowed by a multibyte character (the review's
+/// L8). After the fix every session is back on UTF-8 before any quoted SQL is sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_forcing_a_multibyte_client_charset_is_put_back_on_utf8() {
+    let stack = Stack::from_env().await;
+    let user = Stack::unique("mycharset");
+    let password = stack.create_db_user(Db::MariaDb, &user, Role::App).await;
+    // init_connect runs for accounts without CONNECTION ADMIN (the application user), not for
+    // the administrator restoring it.
+    stack
+        .mysql_admin_sql("SET GLOBAL init_connect = 'SET NAMES gbk'")
+        .await;
+    let charset = async {
+        let mut session = stack.mysql_login(&user, &password).await?;
+        let charset: Option<String> = session
+            .conn()
+            .query_first("SELECT @@SESSION.character_set_client")
+            .await
+            .expect("character_set_client");
+        Ok::<_, rotation::RotationError>(charset)
+    }
+    .await;
+    stack.mysql_admin_sql("SET GLOBAL init_connect = ''").await;
+    assert_eq!(charset.unwrap().as_deref(), Some("utf8mb4"));
+}
