@@ -8,7 +8,7 @@
 //!   keeps the old password valid as a secondary password (`RETAIN CURRENT PASSWORD`) until the
 //!   next rotation discards it: dual-phase.
 //! - Alternating users: the pending user becomes an exact copy of the current user on every
-//!   rotation, and nothing more ([`mirror`]).
+//!   rotation, and nothing more (module `mirror`).
 //!
 //! Identifiers and strings are never concatenated unescaped: account names are quoted as
 //! string literals (for the session's `sql_mode`, in a session whose `character_set_client` is
