@@ -1,7 +1,8 @@
 //! The error type of the rotation engine.
 //!
 //! Messages name the step, the field or the credential that failed, and never carry a secret
-//! value: database errors are reduced to their cause, JSON errors to the field name.
+//! value: database errors are reduced to their cause and [`redact`]ed of the secrets in play,
+//! JSON errors to the field name.
 
 use std::fmt;
 
@@ -149,7 +150,7 @@ pub enum RotationError {
         endpoint: String,
         /// The class of failure.
         failure: DbFailure,
-        /// The driver's message, which never contains the password.
+        /// The driver's message, [`redact`]ed of every secret the session sent.
         detail: String,
     },
     /// No credential the step may use could log in.
@@ -235,5 +236,99 @@ impl RotationError {
     }
 }
 
+/// What replaces a secret in error text.
+pub const REDACTED: &str = "<redacted>";
+
+/// The shortest run of a secret's characters that [`redact`] removes when it appears on its
+/// own: a server echoing a statement cuts it after a fixed number of characters (MySQL's
+/// "near '...'" shows 80), so a password or hash may appear truncated.
+pub const MIN_REDACTED_FRAGMENT: usize = 8;
+
+/// `text` with every secret of `secrets` replaced by [`REDACTED`]: the whole secret, and any
+/// run of [`MIN_REDACTED_FRAGMENT`] or more of its consecutive characters (a secret shorter
+/// than that only whole). Database error text goes through this before it becomes a
+/// [`RotationError`], so that a server or proxy echoing a statement (with a password, a hash or
+/// a verifier in it) cannot carry the secret into a log, an event, an outcome or the CLI.
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut hidden = vec![false; chars.len()];
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        let secret: Vec<char> = secret.chars().collect();
+        let shortest = secret.len().min(MIN_REDACTED_FRAGMENT);
+        // common[j]: how many characters of `text` from position i match `secret` from j,
+        // computed from the end of `text` backwards (one row of the classic table).
+        let mut next = vec![0usize; secret.len() + 1];
+        for i in (0..chars.len()).rev() {
+            let mut row = vec![0usize; secret.len() + 1];
+            let mut longest = 0;
+            for j in (0..secret.len()).rev() {
+                if chars[i] == secret[j] {
+                    row[j] = next[j + 1] + 1;
+                    longest = longest.max(row[j]);
+                }
+            }
+            if longest >= shortest {
+                hidden[i..i + longest].iter_mut().for_each(|h| *h = true);
+            }
+            next = row;
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut previous_hidden = false;
+    for (c, hide) in chars.into_iter().zip(hidden) {
+        if !hide {
+            out.push(c);
+        } else if !previous_hidden {
+            out.push_str(REDACTED);
+        }
+        previous_hidden = hide;
+    }
+    out
+}
+
 /// The result type of the rotation engine.
 pub type Result<T, E = RotationError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_and_truncated_secrets_are_redacted() {
+        let password = "Zq8#pL2!vR7@kW4$mN9%";
+        let text = format!(
+            "You have an error in your SQL syntax near 'IDENTIFIED BY '{password}' RETAIN' and near '{}",
+            &password[..11]
+        );
+        let redacted = redact(&text, &[password]);
+        assert_eq!(
+            redacted,
+            "You have an error in your SQL syntax near 'IDENTIFIED BY '<redacted>' RETAIN' and near '<redacted>"
+        );
+        assert!(!redacted.contains(&password[..MIN_REDACTED_FRAGMENT]));
+    }
+
+    #[test]
+    fn every_secret_and_fragment_goes_and_the_rest_stays() {
+        let hash = "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19";
+        let text = format!("hash {hash} tail {} end", &hash[20..]);
+        assert_eq!(
+            redact(&text, &["unused", hash]),
+            "hash <redacted> tail <redacted> end"
+        );
+        // Short runs that happen to match a few characters stay: readable errors.
+        assert_eq!(
+            redact("access denied for user app", &[hash, "app"]),
+            "access denied for user <redacted>"
+        );
+        assert_eq!(
+            redact("table t2470 is missing", &[hash]),
+            "table t2470 is missing"
+        );
+        assert_eq!(redact("anything", &[""]), "anything");
+        assert_eq!(
+            redact("ünïcode pässwörd ok", &["pässwörd"]),
+            "ünïcode <redacted> ok"
+        );
+    }
+}

@@ -6,6 +6,8 @@
 pub mod attacker;
 pub mod faults;
 pub mod iam;
+pub mod mysql_catalog;
+pub mod mysql_echo;
 pub mod stack;
 
 pub use stack::{assert_finished_labels, assert_succeeded, Db, Role, Stack};

@@ -7,11 +7,17 @@
 //!   rewrites them out of its general, slow and binary logs. From 8.0.14 single-user rotation
 //!   keeps the old password valid as a secondary password (`RETAIN CURRENT PASSWORD`) until the
 //!   next rotation discards it: dual-phase.
-//! - Alternating users: the pending user gets exactly the current user's grants and TLS
-//!   requirement on every rotation.
+//! - Alternating users: the pending user becomes an exact copy of the current user on every
+//!   rotation, and nothing more (module `mirror`).
 //!
 //! Identifiers and strings are never concatenated unescaped: account names are quoted as
-//! string literals, data is bound as parameters where MySQL allows it.
+//! string literals (for the session's `sql_mode`, in a session whose `character_set_client` is
+//! UTF-8), data is bound as parameters where MySQL allows it. Database error text is
+//! [`redact`]ed of the passwords and hashes the session sent.
+
+pub mod account;
+pub mod grants;
+mod mirror;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, SslOpts};
@@ -20,7 +26,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::database::{Database, Who};
 use super::database_secret::{Endpoint, TlsMode};
 use super::StepContext;
-use crate::error::{DbFailure, Result};
+use crate::error::{redact, DbFailure, Result};
 
 /// The MySQL / MariaDB engine.
 pub struct MySql;
@@ -128,11 +134,15 @@ pub fn native_password_hash(password: &SecretString) -> String {
 fn classify(e: &mysql_async::Error) -> DbFailure {
     match e {
         mysql_async::Error::Server(server) => match server.code {
-            1045 | 1698 | 1044 => DbFailure::Authentication,
+            // Access denied, and a locked account (MySQL 3118, MariaDB 4151; MySQL 3955:
+            // locked after failed logins): the login is refused.
+            1045 | 1698 | 1044 | 3118 | 3955 | 4151 => DbFailure::Authentication,
             3159 => DbFailure::Tls,
             _ => DbFailure::Statement,
         },
         mysql_async::Error::Io(mysql_async::IoError::Tls(_)) => DbFailure::Tls,
+        // This module's own refusals.
+        mysql_async::Error::Other(_) => DbFailure::Statement,
         other => {
             let text = other.to_string().to_ascii_lowercase();
             if text.contains("secure connection") {
@@ -144,8 +154,36 @@ fn classify(e: &mysql_async::Error) -> DbFailure {
     }
 }
 
-fn db_error(who: &Who, e: &mysql_async::Error) -> crate::error::RotationError {
-    who.error(classify(e), super::describe_chain(e))
+/// The error of `who`'s session, its text [`redact`]ed of `secrets` (passwords the session
+/// sent) in every form SQL text holds them: as sent, quoted either way, and as a hash.
+fn db_error(
+    who: &Who,
+    e: &mysql_async::Error,
+    secrets: &[&SecretString],
+) -> crate::error::RotationError {
+    let forms: Vec<String> = secrets
+        .iter()
+        .filter(|secret| !secret.expose_secret().is_empty())
+        .flat_map(|secret| {
+            let raw = secret.expose_secret();
+            [
+                raw.to_owned(),
+                quote(raw, false),
+                quote(raw, true),
+                native_password_hash(secret),
+            ]
+        })
+        .collect();
+    let forms: Vec<&str> = forms.iter().map(String::as_str).collect();
+    who.error(classify(e), redact(&super::describe_chain(e), &forms))
+}
+
+/// Whether a `character_set_client` is UTF-8, the encoding [`quote`] writes for.
+pub fn is_utf8_charset(charset: &str) -> bool {
+    matches!(
+        charset.to_ascii_lowercase().as_str(),
+        "utf8" | "utf8mb3" | "utf8mb4"
+    )
 }
 
 impl Database for MySql {
@@ -212,9 +250,9 @@ impl Database for MySql {
                     .conn
                     .query_drop(&sql)
                     .await
-                    .map_err(|e| db_error(who, &e))
+                    .map_err(|e| db_error(who, &e, &[password]))
             }
-            Err(e) => Err(db_error(who, &e)),
+            Err(e) => Err(db_error(who, &e, &[password])),
         }
     }
 
@@ -225,9 +263,10 @@ impl Database for MySql {
         pending_user: &str,
         password: &SecretString,
     ) -> Result<()> {
-        mirror_user(session, current_user, pending_user, password)
+        let throwaway = mirror::throwaway_password();
+        mirror::mirror_user(session, current_user, pending_user, password, &throwaway)
             .await
-            .map_err(|e| db_error(who, &e))
+            .map_err(|e| db_error(who, &e, &[password, &throwaway]))
     }
 
     async fn target_refusal(
@@ -238,7 +277,7 @@ impl Database for MySql {
     ) -> Result<Option<String>> {
         privileged_target(session, logged_in, target)
             .await
-            .map_err(|e| db_error(who, &e))
+            .map_err(|e| db_error(who, &e, &[]))
     }
 
     async fn probe(session: &mut Session, who: &Who) -> Result<()> {
@@ -246,7 +285,7 @@ impl Database for MySql {
             .conn
             .query_drop("SELECT CURRENT_USER()")
             .await
-            .map_err(|e| db_error(who, &e))
+            .map_err(|e| db_error(who, &e, &[]))
     }
 }
 
@@ -277,10 +316,23 @@ pub async fn connect(
     }
     let attempt = async {
         let mut conn = Conn::new(opts).await?;
-        let (version, sql_mode): (String, String) = conn
-            .query_first("SELECT VERSION(), @@SESSION.sql_mode")
+        let (version, sql_mode, charset): (String, String, String) = conn
+            .query_first("SELECT VERSION(), @@SESSION.sql_mode, @@SESSION.character_set_client")
             .await?
             .unwrap_or_default();
+        if !is_utf8_charset(&charset) {
+            // A server forcing a multibyte client charset (GBK, Big5, SJIS) would re-pair the
+            // bytes of a quoted string: back to UTF-8, or no SQL text at all.
+            conn.query_drop("SET NAMES utf8mb4").await?;
+            let charset: Option<String> = conn
+                .query_first("SELECT @@SESSION.character_set_client")
+                .await?;
+            if !charset.as_deref().is_some_and(is_utf8_charset) {
+                return Err(mysql_async::Error::Other(
+                    "the session's character_set_client stays not UTF-8 after SET NAMES utf8mb4; refusing to send quoted SQL text".into(),
+                ));
+            }
+        }
         Ok::<_, mysql_async::Error>(Session {
             conn,
             flavor: Flavor::of(&version),
@@ -289,72 +341,12 @@ pub async fn connect(
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(session)) => Ok(session),
-        Ok(Err(e)) => Err(db_error(who, &e)),
+        Ok(Err(e)) => Err(db_error(who, &e, &[password])),
         Err(_) => Err(who.error(
             DbFailure::Network,
             format!("no answer within {} s", timeout.as_secs()),
         )),
     }
-}
-
-/// As the master: for every host `current_user` has an account on, makes `pending_user`
-/// exist there with its new password, the same TLS requirement, and exactly the same grants.
-async fn mirror_user(
-    session: &mut Session,
-    current_user: &str,
-    pending_user: &str,
-    password: &SecretString,
-) -> std::result::Result<(), mysql_async::Error> {
-    let hosts: Vec<String> = session
-        .conn
-        .exec(
-            "SELECT Host FROM mysql.user WHERE User = ?",
-            (current_user,),
-        )
-        .await?;
-    if hosts.is_empty() {
-        return Err(mysql_async::Error::Other(
-            format!("user {current_user:?} has no account to copy grants from").into(),
-        ));
-    }
-    for host in hosts {
-        let exists: Option<u8> = session
-            .conn
-            .exec_first(
-                "SELECT 1 FROM mysql.user WHERE User = ? AND Host = ?",
-                (pending_user, &host),
-            )
-            .await?;
-        let pending = session.account(pending_user, &host);
-        let verb = if exists.is_some() { "ALTER" } else { "CREATE" };
-        let identified = session.identified_by(password);
-        session
-            .conn
-            .query_drop(format!("{verb} USER {pending} {identified}"))
-            .await?;
-        let require = tls_requirement(session, current_user, &host).await?;
-        session
-            .conn
-            .query_drop(format!("ALTER USER {pending} REQUIRE {require}"))
-            .await?;
-        session
-            .conn
-            .query_drop(format!(
-                "REVOKE ALL PRIVILEGES, GRANT OPTION FROM {pending}"
-            ))
-            .await?;
-        let current = session.account(current_user, &host);
-        let grants: Vec<String> = session
-            .conn
-            .query(format!("SHOW GRANTS FOR {current}"))
-            .await?;
-        for grant in grants {
-            if let Some(statement) = regrant(&grant, current_user, &host, &pending) {
-                session.conn.query_drop(statement).await?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Global privileges that let an account make or change accounts and grants, as the columns of
@@ -433,82 +425,6 @@ pub async fn privileged_target(
             format!("account {target:?} has {privilege}, which {logged_in:?} has not")
         }))
 }
-
-/// `ssl_type`, `ssl_cipher`, `x509_issuer`, `x509_subject` of `mysql.user`.
-type TlsColumns = (String, Vec<u8>, Vec<u8>, Vec<u8>);
-
-/// The `REQUIRE` clause of an account (NONE, SSL, X509, or ISSUER/SUBJECT/CIPHER).
-async fn tls_requirement(
-    session: &mut Session,
-    user: &str,
-    host: &str,
-) -> std::result::Result<String, mysql_async::Error> {
-    let row: Option<TlsColumns> = session
-        .conn
-        .exec_first(
-            "SELECT ssl_type, ssl_cipher, x509_issuer, x509_subject FROM mysql.user WHERE User = ? AND Host = ?",
-            (user, host),
-        )
-        .await?;
-    let Some((ssl_type, cipher, issuer, subject)) = row else {
-        return Ok("NONE".into());
-    };
-    Ok(match ssl_type.as_str() {
-        "ANY" => "SSL".into(),
-        "X509" => "X509".into(),
-        "SPECIFIED" => {
-            let mut parts = Vec::new();
-            for (keyword, value) in [("ISSUER", issuer), ("SUBJECT", subject), ("CIPHER", cipher)] {
-                let value = String::from_utf8_lossy(&value).into_owned();
-                if !value.is_empty() {
-                    parts.push(format!("{keyword} {}", session.quote(&value)));
-                }
-            }
-            if parts.is_empty() {
-                "SSL".into()
-            } else {
-                parts.join(" AND ")
-            }
-        }
-        _ => "NONE".into(),
-    })
-}
-
-/// Rewrites one `SHOW GRANTS` line of `user@host` as the same grant to `pending_account`:
-/// the grantee replaced, any password or TLS clause dropped (set separately), the grant and
-/// admin options kept. None for a line that grants nothing to copy.
-pub fn regrant(line: &str, user: &str, host: &str, pending_account: &str) -> Option<String> {
-    let grantees = [
-        format!(
-            "`{}`@`{}`",
-            user.replace('`', "``"),
-            host.replace('`', "``")
-        ),
-        format!(
-            "'{}'@'{}'",
-            user.replace('\'', "''"),
-            host.replace('\'', "''")
-        ),
-        format!("{user}@{host}"),
-    ];
-    let (at, grantee) = grantees
-        .iter()
-        .find_map(|g| line.rfind(&format!(" TO {g}")).map(|at| (at, g)))?;
-    let head = &line[..at];
-    let tail = &line[at + 4 + grantee.len()..];
-    let mut options = String::new();
-    if tail.contains("WITH GRANT OPTION") {
-        options.push_str(" WITH GRANT OPTION");
-    }
-    if tail.contains("WITH ADMIN OPTION") {
-        options.push_str(" WITH ADMIN OPTION");
-    }
-    if head.trim() == "GRANT USAGE ON *.*" && options.is_empty() {
-        return None;
-    }
-    Some(format!("{head} TO {pending_account}{options}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -559,54 +475,41 @@ mod tests {
     }
 
     #[test]
-    fn grants_are_rewritten_for_the_pending_user() {
-        let pending = "'app_clone'@'%'";
-        assert_eq!(
-            regrant(
-                "GRANT SELECT, INSERT ON `shop`.* TO `app`@`%`",
-                "app",
-                "%",
-                pending
-            )
-            .unwrap(),
-            "GRANT SELECT, INSERT ON `shop`.* TO 'app_clone'@'%'"
+    fn only_utf8_client_charsets_are_accepted() {
+        for charset in ["utf8mb4", "utf8mb3", "UTF8"] {
+            assert!(is_utf8_charset(charset), "{charset}");
+        }
+        for charset in ["gbk", "big5", "sjis", "cp932", "latin1", ""] {
+            assert!(!is_utf8_charset(charset), "{charset}");
+        }
+    }
+
+    #[test]
+    fn database_errors_lose_the_passwords_and_hashes_sent() {
+        let password = SecretString::from("Pa'ss\\word-0123456789".to_owned());
+        let hash = native_password_hash(&password);
+        let echoed = format!(
+            "You have an error in your SQL syntax; check the manual near 'IDENTIFIED BY {} RETAIN' and '{hash}' and '{}",
+            quote(password.expose_secret(), false),
+            &password.expose_secret()[..12]
         );
-        assert_eq!(
-            regrant(
-                "GRANT ALL PRIVILEGES ON `a`.`t` TO `app`@`%` WITH GRANT OPTION",
-                "app",
-                "%",
-                pending
-            )
-            .unwrap(),
-            "GRANT ALL PRIVILEGES ON `a`.`t` TO 'app_clone'@'%' WITH GRANT OPTION"
+        let e = mysql_async::Error::Server(mysql_async::ServerError {
+            code: 1064,
+            message: echoed,
+            state: "42000".into(),
+        });
+        let who = Who {
+            credential: crate::error::Credential::Master,
+            user: "admin".into(),
+            endpoint: "db:3306".into(),
+        };
+        let text = db_error(&who, &e, &[&password]).to_string();
+        assert!(!text.contains(&password.expose_secret()[..8]), "{text}");
+        assert!(!text.contains(&hash[..8]), "{text}");
+        assert!(
+            text.contains("You have an error in your SQL syntax"),
+            "{text}"
         );
-        assert_eq!(
-            regrant(
-                "GRANT USAGE ON *.* TO `app`@`%` IDENTIFIED BY PASSWORD '*ABCDEF' REQUIRE SSL",
-                "app",
-                "%",
-                pending
-            ),
-            None
-        );
-        assert_eq!(
-            regrant(
-                "GRANT PROCESS ON *.* TO `app`@`%` IDENTIFIED BY PASSWORD '*AB'",
-                "app",
-                "%",
-                pending
-            )
-            .unwrap(),
-            "GRANT PROCESS ON *.* TO 'app_clone'@'%'"
-        );
-        assert_eq!(
-            regrant("GRANT `reporting` TO `app`@`%`", "app", "%", pending).unwrap(),
-            "GRANT `reporting` TO 'app_clone'@'%'"
-        );
-        assert_eq!(
-            regrant("GRANT SELECT ON *.* TO `other`@`%`", "app", "%", pending),
-            None
-        );
+        assert!(text.contains("statement failed"), "{text}");
     }
 }

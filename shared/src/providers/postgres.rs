@@ -21,7 +21,7 @@ use scram_only::{ScramOnly, ScramOnlyTls};
 use super::database::{base_username, Database, Who, CLONE_SUFFIX};
 use super::database_secret::{Endpoint, TlsMode};
 use super::StepContext;
-use crate::error::{Credential, DbFailure, Result, RotationError};
+use crate::error::{redact, Credential, DbFailure, Result, RotationError};
 
 /// Database used when the secret names none, as in AWS's templates.
 pub const DEFAULT_DBNAME: &str = "postgres";
@@ -68,15 +68,16 @@ impl Database for Postgres {
         who: &Who,
         password: &SecretString,
     ) -> Result<()> {
+        let verifier = verifier(password);
         let sql = format!(
             "ALTER ROLE {} WITH PASSWORD {}",
             escape_identifier(&who.user),
-            escape_literal(&verifier(password))
+            escape_literal(&verifier)
         );
         session
             .batch_execute(&sql)
             .await
-            .map_err(|e| who.error(classify(&e), describe(&e)))
+            .map_err(|e| who.error(classify(&e), describe(&e, password, &verifier)))
     }
 
     async fn set_alternate_password(
@@ -86,9 +87,10 @@ impl Database for Postgres {
         pending_user: &str,
         password: &SecretString,
     ) -> Result<()> {
-        set_alternate(session, pending_user, &verifier(password))
+        let verifier = verifier(password);
+        set_alternate(session, pending_user, &verifier)
             .await
-            .map_err(|e| who.error(classify(&e), describe(&e)))
+            .map_err(|e| who.error(classify(&e), describe(&e, password, &verifier)))
     }
 
     async fn target_refusal(
@@ -99,7 +101,7 @@ impl Database for Postgres {
     ) -> Result<Option<String>> {
         target_refusal(session, logged_in, target)
             .await
-            .map_err(|e| who.error(classify(&e), describe(&e)))
+            .map_err(|e| who.error(classify(&e), super::describe_chain(&e)))
     }
 
     async fn probe(session: &mut Client, who: &Who) -> Result<()> {
@@ -107,7 +109,7 @@ impl Database for Postgres {
             .query_one("SELECT current_user", &[])
             .await
             .map(|_| ())
-            .map_err(|e| who.error(classify(&e), describe(&e)))
+            .map_err(|e| who.error(classify(&e), super::describe_chain(&e)))
     }
 }
 
@@ -145,7 +147,7 @@ pub async fn connect(
         detail,
     };
     let attempt = async {
-        let fail = |e: tokio_postgres::Error| error(classify(&e), describe(&e));
+        let fail = |e: tokio_postgres::Error| error(classify(&e), describe(&e, password, ""));
         // The master's password leaves only through SCRAM (see `scram_only`).
         let master = credential == Credential::Master;
         let client = match endpoint.tls {
@@ -203,12 +205,19 @@ fn classify(e: &tokio_postgres::Error) -> DbFailure {
             DbFailure::Statement
         };
     }
-    super::classify_message(&describe(e))
+    super::classify_message(&super::describe_chain(e))
 }
 
-/// The driver's message with its causes (never the password: the driver does not echo it).
-fn describe(e: &tokio_postgres::Error) -> String {
-    super::describe_chain(e)
+/// The driver's message with its causes, [`redact`]ed of the password sent and of its
+/// verifier (and of their escaped forms in SQL text), should a server or proxy echo them.
+fn describe(e: &tokio_postgres::Error, password: &SecretString, verifier: &str) -> String {
+    let secrets: Vec<String> = [password.expose_secret(), verifier]
+        .into_iter()
+        .filter(|secret| !secret.is_empty())
+        .flat_map(|secret| [secret.to_owned(), escape_literal(secret)])
+        .collect();
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    redact(&super::describe_chain(e), &secrets)
 }
 
 /// As the master user: creates the pending user if missing, sets its password, and keeps the
