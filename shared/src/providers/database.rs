@@ -321,7 +321,8 @@ pub async fn set<D: Database>(
             Outcome::Done
         }
         Strategy::RdsMaster => {
-            rds::set_master_password(ctx, &current, &pending.password).await?;
+            let target = super::rds_master::prove_owner::<D>(ctx, &current).await?;
+            rds::set_master_password(ctx, target, &pending.password).await?;
             Outcome::Done
         }
     };
