@@ -5,6 +5,7 @@
 
 pub mod faults;
 pub mod iam;
+pub mod rds;
 pub mod stack;
 
 pub use stack::{assert_finished_labels, assert_succeeded, Db, Role, Stack};
