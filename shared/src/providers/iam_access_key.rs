@@ -17,7 +17,7 @@
 //! Before deleting a key, createSecret asks IAM when it was last used. A use after the previous
 //! rotation finished means something still uses the old key: createSecret warns (naming the key
 //! id, never the secret) in its log and report, or, in strict mode, refuses to revoke and fails
-//! without changing anything.
+//! without changing anything, unless the secret carries the incident tag [`TAG_INCIDENT`].
 
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,10 @@ fn format_time(time: &DateTime) -> String {
 pub fn used_after(used: &DateTime, since: Option<&DateTime>) -> bool {
     since.is_none_or(|since| used.secs() > since.secs())
 }
+
+/// A secret tag an administrator sets during an incident (its value names the incident): strict
+/// revocation then does not keep a key that is still in use, since that may be the leaked one.
+pub const TAG_INCIDENT: &str = "rotation-compromise";
 
 /// IAM's limit on access keys per user (not adjustable).
 pub const KEYS_PER_USER: usize = 2;
@@ -245,7 +249,16 @@ pub async fn create(
             .access_key_last_used()
             .and_then(|u| u.last_used_date().copied());
         if let Some(used) = last_used.filter(|used| used_after(used, since.as_ref())) {
-            if strict {
+            let incident = ctx
+                .secret
+                .tags
+                .get(TAG_INCIDENT)
+                .filter(|incident| !incident.is_empty());
+            if let (true, Some(incident)) = (strict, incident) {
+                ctx.warn(format!(
+                    "strict revocation does not hold during incident {incident:?} (tag {TAG_INCIDENT} on the secret): the key in use may be the leaked one"
+                ));
+            } else if strict {
                 return Err(RotationError::RevocationRefused {
                     user: user.to_owned(),
                     key_id: key_id.to_owned(),
