@@ -1,31 +1,158 @@
-"""A recording proxy in front of moto's RDS API, for the local stack's tests only.
+"""A proxy in front of moto's RDS and STS APIs, for the local stack's tests only.
 
-moto has no database behind RDS and never reveals a master password it was sent, so the tests
-cannot otherwise see the exact ModifyDBInstance / ModifyDBCluster calls the functions make. The
-functions' RDS endpoint (AWS_ENDPOINT_URL_RDS) points here; every request is forwarded to moto
-unchanged and its form parameters appended, one JSON object per line, to the file named on the
-command line. The file holds the throw-away passwords of the test run; it lives in the stack's
-directory and is deleted with it.
+RDS: moto has no database behind RDS and never reveals a master password it was sent, so the
+tests cannot otherwise see the exact ModifyDBInstance / ModifyDBCluster calls the functions make.
+The functions' RDS endpoint (AWS_ENDPOINT_URL_RDS) points here; every RDS request is forwarded to
+moto unchanged and its form parameters appended, one JSON object per line, to the file named on
+the command line. The file holds the throw-away passwords of the test run; it lives in the
+stack's directory and is deleted with it.
+
+STS: moto answers GetCallerIdentity for any request that names an access key id, whatever the
+signature, and lets an Inactive key authenticate. AWS does neither, and the rotation functions
+rely on it: a secret proves it holds a key by a request signed with it. The STS and IAM endpoints
+of the functions and of the tests (AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL_IAM) point here too.
+IAM requests are forwarded, and the secret access key of each key CreateAccessKey returns is
+kept in memory. STS requests signed with an IAM user's key are checked as AWS checks them before
+they are forwarded: InvalidClientTokenId for a key IAM does not list or lists as Inactive,
+SignatureDoesNotMatch when the Signature Version 4 signature was not made with the key's secret.
+The stack's own credentials, which are no IAM user's key, are forwarded unchecked.
 
 Usage: python rds-recorder.py LISTEN_PORT MOTO_URL RECORD_FILE
 """
 
+import hashlib
+import hmac
 import json
+import re
 import sys
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import boto3
+
 LISTEN_PORT, MOTO_URL, RECORD_FILE = int(sys.argv[1]), sys.argv[2].rstrip("/"), sys.argv[3]
+
+AUTHORIZATION = re.compile(
+    r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request,"
+    r"\s*SignedHeaders=(?P<signed>[^,]+),\s*Signature=(?P<signature>[0-9a-f]+)"
+)
+# Key ids of IAM users (and of STS sessions); any other id is the stack's own credentials.
+IAM_KEY_ID = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{12,}$")
+
+
+def hmac_sha256(key, text):
+    return hmac.new(key, text.encode(), hashlib.sha256).digest()
+
+
+def expected_signature(secret, method, path, headers, body, auth):
+    """The SigV4 signature of the request as received, with `secret`."""
+    raw_path, _, query = path.partition("?")
+    pairs = sorted(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    canonical_query = "&".join(
+        f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}" for k, v in pairs
+    )
+    signed = auth["signed"].split(";")
+    canonical_headers = "".join(f"{h}:{' '.join((headers.get(h) or '').split())}\n" for h in signed)
+    payload_hash = headers.get("x-amz-content-sha256") or hashlib.sha256(body).hexdigest()
+    canonical_request = "\n".join(
+        [method, raw_path or "/", canonical_query, canonical_headers, auth["signed"], payload_hash]
+    )
+    scope = f"{auth['date']}/{auth['region']}/{auth['service']}/aws4_request"
+    string_to_sign = "\n".join(
+        [
+            "AWS4-HMAC-SHA256",
+            headers.get("x-amz-date", ""),
+            scope,
+            hashlib.sha256(canonical_request.encode()).hexdigest(),
+        ]
+    )
+    key = ("AWS4" + secret).encode()
+    for part in (auth["date"], auth["region"], auth["service"], "aws4_request"):
+        key = hmac_sha256(key, part)
+    return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+KEYS = {}  # access key id -> (user name, secret access key), from CreateAccessKey answers
+KEYS_LOCK = threading.Lock()
+MOTO_IAM = boto3.client(
+    "iam",
+    endpoint_url=MOTO_URL,
+    region_name="us-east-1",
+    aws_access_key_id="testing",
+    aws_secret_access_key="testing",
+)
+
+
+def remember_created_key(reply):
+    """Keeps the secret of the key a CreateAccessKey answer holds."""
+    fields = {
+        name: re.search(f"<{name}>([^<]*)</{name}>", reply)
+        for name in ("UserName", "AccessKeyId", "SecretAccessKey")
+    }
+    if all(fields.values()):
+        with KEYS_LOCK:
+            KEYS[fields["AccessKeyId"][1]] = (fields["UserName"][1], fields["SecretAccessKey"][1])
+
+
+def iam_key(key_id):
+    """The secret of an IAM access key that exists and is Active, or None."""
+    with KEYS_LOCK:
+        known = KEYS.get(key_id)
+    if known is None:
+        return None
+    user, secret = known
+    try:
+        listed = MOTO_IAM.list_access_keys(UserName=user)["AccessKeyMetadata"]
+    except MOTO_IAM.exceptions.NoSuchEntityException:
+        return None
+    active = any(k["AccessKeyId"] == key_id and k["Status"] == "Active" for k in listed)
+    return secret if active else None
+
+
+def sts_refusal(method, path, headers, body):
+    """AWS's answer to an STS request moto would wrongly accept: (code, message), or None."""
+    auth = AUTHORIZATION.match(headers.get("Authorization") or "")
+    if not auth or not IAM_KEY_ID.match(auth["key"]):
+        return None
+    secret = iam_key(auth["key"])
+    if secret is None:
+        return ("InvalidClientTokenId", "The security token included in the request is invalid.")
+    expected = expected_signature(secret, method, path, headers, body, auth)
+    if not hmac.compare_digest(expected, auth["signature"]):
+        return (
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your AWS Secret Access Key and signing method.",
+        )
+    return None
+
+
+def service_of(headers):
+    auth = AUTHORIZATION.match(headers.get("Authorization") or "")
+    return auth["service"] if auth else None
 
 
 class Recorder(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        params = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
-        with open(RECORD_FILE, "a", encoding="utf-8") as record:
-            record.write(json.dumps(params) + "\n")
+        service = service_of(self.headers)
+        if service == "sts":
+            refusal = sts_refusal("POST", self.path, self.headers, body)
+            if refusal:
+                self.reply_error(*refusal)
+                return
+        elif service != "iam":
+            params = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
+            with open(RECORD_FILE, "a", encoding="utf-8") as record:
+                record.write(json.dumps(params) + "\n")
+        reply = self.forward(body)
+        if service == "iam" and b"<CreateAccessKeyResponse" in reply:
+            remember_created_key(reply.decode())
+
+    def forward(self, body):
         headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
         request = urllib.request.Request(MOTO_URL + self.path, data=body, headers=headers, method="POST")
         try:
@@ -37,6 +164,19 @@ class Recorder(BaseHTTPRequestHandler):
         for key in ("Content-Type", "x-amzn-RequestId"):
             if reply_headers.get(key):
                 self.send_header(key, reply_headers[key])
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+        return reply
+
+    def reply_error(self, code, message):
+        reply = (
+            '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+            f"<Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+            "<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+        ).encode()
+        self.send_response(403)
+        self.send_header("Content-Type", "text/xml")
         self.send_header("Content-Length", str(len(reply)))
         self.end_headers()
         self.wfile.write(reply)

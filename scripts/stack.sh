@@ -86,6 +86,8 @@ export ROTATION_MYSQL_LOG='$stack_dir/mysql/general.log'
 export ROTATION_DB_HOST_OVERRIDES='*.rds.amazonaws.com:5432=127.0.0.1:$pg_port;*.rds.amazonaws.com:3306=127.0.0.1:$mysql_port'
 export USERNAME_CHARACTER_LIMIT='32'
 export ROTATION_RDS_ENDPOINT='http://127.0.0.1:$rds_port'
+export AWS_ENDPOINT_URL_IAM='http://127.0.0.1:$rds_port'
+export AWS_ENDPOINT_URL_STS='http://127.0.0.1:$rds_port'
 export ROTATION_RDS_RECORD='$stack_dir/rds-requests.jsonl'
 export ROTATION_EVENT_BUS='$event_bus'
 export ROTATION_SECRETS_RECORD='$stack_dir/secrets-used.jsonl'
@@ -189,7 +191,7 @@ start_moto() {
     "$stack_dir/rds-requests.jsonl" >"$stack_dir/rds-recorder.log" 2>&1 < /dev/null &
   echo $! > "$stack_dir/rds-recorder.pid"
   wait_for "the RDS recorder" "$rds_port"
-  log "moto server on 127.0.0.1:$moto_port (RDS calls recorded through 127.0.0.1:$rds_port)"
+  log "moto server on 127.0.0.1:$moto_port (RDS calls recorded and STS signatures checked through 127.0.0.1:$rds_port)"
   log "moto server on 127.0.0.1:$moto_port"
   if [ -n "$event_bus" ]; then
     "$venv/bin/python" - "$moto_port" "$event_bus" <<'PY'
@@ -217,6 +219,8 @@ start_lambda() {
     -A 127.0.0.1 -P "$lambda_port" --ignore-changes --concurrency 4 \
     --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" \
     --env-var "AWS_ENDPOINT_URL_RDS=$ROTATION_RDS_ENDPOINT" \
+    --env-var "AWS_ENDPOINT_URL_IAM=$AWS_ENDPOINT_URL_IAM" \
+    --env-var "AWS_ENDPOINT_URL_STS=$AWS_ENDPOINT_URL_STS" \
     --env-var "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID" \
     --env-var "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY" \
     --env-var "AWS_REGION=$AWS_REGION" \

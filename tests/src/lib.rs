@@ -8,6 +8,7 @@ pub mod faults;
 pub mod iam;
 pub mod mysql_catalog;
 pub mod mysql_echo;
+pub mod rds;
 pub mod stack;
 
 pub use stack::{assert_finished_labels, assert_succeeded, Db, Role, Stack};

@@ -9,27 +9,9 @@ use rotator::driver::Functions;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-/// A DB instance in moto: (identifier, ARN).
+/// A DB instance in moto whose master user is `rdsadmin`: (identifier, ARN).
 async fn instance(stack: &Stack, engine: &str) -> (String, String) {
-    let id = Stack::unique("db").replace('_', "-");
-    let out = stack
-        .rds
-        .create_db_instance()
-        .db_instance_identifier(&id)
-        .engine(engine)
-        .db_instance_class("db.t3.micro")
-        .master_username("rdsadmin")
-        .master_user_password("placeholder-password")
-        .allocated_storage(20)
-        .send()
-        .await
-        .expect("CreateDBInstance");
-    let arn = out
-        .db_instance()
-        .and_then(|i| i.db_instance_arn())
-        .unwrap()
-        .to_owned();
-    (id, arn)
+    stack.rds_instance(engine, "rdsadmin").await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -186,22 +168,13 @@ async fn an_rds_managed_master_secret_is_reached_through_its_tags() {
     }
 }
 
-/// The RDS requests the functions made with `action`.
-fn recorded(stack: &Stack, action: &str) -> Vec<Value> {
-    std::fs::read_to_string(&stack.rds_record)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["Action"] == action)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_master_user_is_rotated_through_modify_db_instance() {
     let stack = Stack::from_env().await;
     let driver = stack.driver(Functions::Rotate);
-    let (id, _) = instance(&stack, "postgres").await;
+    // RDS names the secret's user as the instance's master user, as it does in AWS.
     let master = Stack::unique("pgmasterrot");
+    let (id, _) = stack.rds_instance("postgres", &master).await;
     let original = stack
         .create_db_user(Db::Postgres, &master, Role::Master)
         .await;
@@ -223,7 +196,8 @@ async fn the_master_user_is_rotated_through_modify_db_instance() {
     );
 
     let (_, pending) = stack.credentials(&arn, "AWSPENDING").await;
-    let calls: Vec<Value> = recorded(&stack, "ModifyDBInstance")
+    let calls: Vec<Value> = stack
+        .rds_requests("ModifyDBInstance")
         .into_iter()
         .filter(|c| c["DBInstanceIdentifier"] == id.as_str())
         .collect();
@@ -237,13 +211,8 @@ async fn the_master_user_is_rotated_through_modify_db_instance() {
     assert_eq!(calls[0]["ApplyImmediately"], "true");
 
     // RDS applies the password (moto cannot): the test plays that part.
-    let verifier = postgres_protocol::password::scram_sha_256(pending.expose_secret().as_bytes());
     stack
-        .admin_sql(&format!(
-            "ALTER ROLE {} PASSWORD {}",
-            postgres_protocol::escape::escape_identifier(&master),
-            postgres_protocol::escape::escape_literal(&verifier)
-        ))
+        .apply_master_password(Db::Postgres, &master, &pending)
         .await;
     // A repeated setSecret sees the new password working and calls RDS no more.
     let again = driver
@@ -253,7 +222,8 @@ async fn the_master_user_is_rotated_through_modify_db_instance() {
         .unwrap();
     assert_eq!(again.outcome, rotation::Outcome::AlreadyDone);
     assert_eq!(
-        recorded(&stack, "ModifyDBInstance")
+        stack
+            .rds_requests("ModifyDBInstance")
             .iter()
             .filter(|c| c["DBInstanceIdentifier"] == id.as_str())
             .count(),

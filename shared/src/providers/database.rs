@@ -316,7 +316,8 @@ pub async fn set<D: Database>(
         Strategy::AlternatingUsers => set_alternating::<D>(ctx, &current, &pending).await?,
         _ if pending_logs_in::<D>(ctx, &pending).await? => Outcome::AlreadyDone,
         Strategy::RdsMaster => {
-            rds::set_master_password(ctx, &current, &pending.password).await?;
+            let target = super::rds_master::prove_owner::<D>(ctx, &current).await?;
+            rds::set_master_password(ctx, target, &pending.password).await?;
             Outcome::Done
         }
     };

@@ -1,15 +1,23 @@
 //! IAM user access keys, rotated dual-phase.
 //!
-//! IAM allows two access keys per user. After a rotation the user holds the AWSCURRENT key
-//! (Active) and the AWSPREVIOUS key (Inactive: still valid, so that applications that have not
-//! reloaded the secret keep working). The next rotation revokes the AWSPREVIOUS key, which after
-//! it will be neither AWSCURRENT nor AWSPREVIOUS: createSecret deletes every key of the user but
-//! the AWSCURRENT one (that frees IAM's second slot), then creates the new key.
+//! IAM allows two access keys per user. After a rotation the user holds the AWSCURRENT key and
+//! the AWSPREVIOUS key (both Active in IAM: the previous one stays valid, so that applications
+//! that have not reloaded the secret keep working). The next rotation revokes the AWSPREVIOUS
+//! key, then creates the new one.
+//!
+//! The secret's value comes from whoever may write the secret, so createSecret proves it before
+//! it creates or deletes a key: the AWSCURRENT key must be one of the user's keys and must
+//! authenticate (STS GetCallerIdentity signed with it) as exactly that IAM user, in the account
+//! the function manages. It deletes only the key the AWSPREVIOUS version records, for the same
+//! user, and only when that key too authenticates as the user (or IAM shows it Inactive). Any
+//! other key of the user is one this secret did not create: it is reported (a warning naming
+//! the key id) and never deleted; when it leaves no free slot for the new key, createSecret
+//! fails, naming it, before changing anything.
 //!
 //! Before deleting a key, createSecret asks IAM when it was last used. A use after the previous
-//! rotation finished means something still uses the inactive key: createSecret warns (naming
-//! the key id, never the secret) in its log and report, or, in strict mode, refuses to revoke
-//! and fails without changing anything.
+//! rotation finished means something still uses the old key: createSecret warns (naming the key
+//! id, never the secret) in its log and report, or, in strict mode, refuses to revoke and fails
+//! without changing anything, unless the secret carries the incident tag [`TAG_INCIDENT`].
 
 use std::time::{Duration, Instant};
 
@@ -23,7 +31,7 @@ use super::iam_secret::{IamSecret, PROVIDER};
 use super::{ProviderResult, StepContext};
 use crate::error::{Result, RotationError};
 use crate::report::Outcome;
-use crate::secrets_manager::{AWSCURRENT, AWSPENDING};
+use crate::secrets_manager::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 
 /// The strategy name in reports.
 pub const STRATEGY: &str = "dual-phase";
@@ -56,18 +64,136 @@ pub fn used_after(used: &DateTime, since: Option<&DateTime>) -> bool {
     since.is_none_or(|since| used.secs() > since.secs())
 }
 
-/// Whether an ARN from STS GetCallerIdentity is IAM user `user` (any path, any account).
-pub fn arn_is_user(arn: &str, user: &str) -> bool {
+/// A secret tag an administrator sets during an incident (its value names the incident): strict
+/// revocation then does not keep a key that is still in use, since that may be the leaked one.
+pub const TAG_INCIDENT: &str = "rotation-compromise";
+
+/// IAM's limit on access keys per user (not adjustable).
+pub const KEYS_PER_USER: usize = 2;
+
+/// The account and user name of an IAM user ARN as STS GetCallerIdentity returns it
+/// (`arn:PARTITION:iam::ACCOUNT:user/PATH/NAME`), or None for any other ARN.
+pub fn user_of_arn(arn: &str) -> Option<(&str, &str)> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     match parts.as_slice() {
-        ["arn", _, "iam", "", _, resource] => {
-            resource.starts_with("user/") && resource.rsplit('/').next() == Some(user)
+        ["arn", _, "iam", "", account, resource] if !account.is_empty() => {
+            let name = resource.strip_prefix("user/")?.rsplit('/').next()?;
+            (!name.is_empty()).then_some((*account, name))
         }
-        _ => false,
+        _ => None,
     }
 }
 
-/// createSecret: revokes the keys that are not AWSCURRENT's, then creates the new key.
+/// Whether an ARN from STS GetCallerIdentity is IAM user `user` (any path) of `account`.
+pub fn arn_is_user(arn: &str, account: &str, user: &str) -> bool {
+    user_of_arn(arn) == Some((account, user))
+}
+
+/// One access key of the user, as ListAccessKeys shows it.
+#[derive(Debug, Clone)]
+struct KeyOnUser {
+    id: String,
+    active: bool,
+}
+
+async fn list_keys(iam: &aws_sdk_iam::Client, user: &str) -> Result<Vec<KeyOnUser>> {
+    Ok(iam
+        .list_access_keys()
+        .user_name(user)
+        .send()
+        .await
+        .map_err(|e| iam_error("ListAccessKeys", user, e))?
+        .access_key_metadata()
+        .iter()
+        .filter_map(|k| {
+            Some(KeyOnUser {
+                id: k.access_key_id()?.to_owned(),
+                active: k.status() != Some(&aws_sdk_iam::types::StatusType::Inactive),
+            })
+        })
+        .collect())
+}
+
+/// The account whose IAM users the function manages: the account of its own credentials.
+async fn own_account(ctx: &StepContext<'_>, user: &str) -> Result<String> {
+    let out = aws_sdk_sts::Client::new(ctx.aws)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| RotationError::Iam {
+            operation: "sts:GetCallerIdentity (the function's own account)",
+            user: user.to_owned(),
+            message: crate::aws_error::message(&e),
+        })?;
+    out.account()
+        .map(str::to_owned)
+        .ok_or_else(|| RotationError::Iam {
+            operation: "sts:GetCallerIdentity (the function's own account)",
+            user: user.to_owned(),
+            message: "the answer names no account".into(),
+        })
+}
+
+/// Whether the key `secret` holds authenticates as its user of `account`: Ok, or why not.
+async fn authenticates(
+    ctx: &StepContext<'_>,
+    secret: &IamSecret,
+    account: &str,
+) -> Result<(), (bool, String)> {
+    match caller_arn(ctx, secret).await {
+        Ok(arn) if arn_is_user(&arn, account, &secret.user_name) => Ok(()),
+        Ok(arn) => Err((
+            false,
+            format!(
+                "access key {} authenticates as {arn}, not as IAM user {:?} of account {account}",
+                secret.access_key_id, secret.user_name
+            ),
+        )),
+        Err(message) => Err((
+            true,
+            format!(
+                "STS GetCallerIdentity with access key {} failed: {message}",
+                secret.access_key_id
+            ),
+        )),
+    }
+}
+
+/// The key the AWSPREVIOUS version records for the same user, when it is still one of the
+/// user's keys and not AWSCURRENT's: the only key a rotation may delete.
+async fn recorded_previous(
+    ctx: &StepContext<'_>,
+    current: &IamSecret,
+) -> Result<Option<IamSecret>> {
+    let arn = &ctx.secret.arn;
+    let Some(raw) = ctx
+        .secrets_manager
+        .get_value(arn, None, AWSPREVIOUS)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let previous = super::parse_object(&raw, arn, AWSPREVIOUS)
+        .and_then(|fields| IamSecret::parse(fields, arn, AWSPREVIOUS));
+    match previous {
+        Ok(previous)
+            if previous.user_name == current.user_name
+                && previous.access_key_id != current.access_key_id =>
+        {
+            Ok(Some(previous))
+        }
+        Ok(_) => Ok(None),
+        Err(e) => {
+            ctx.warn(format!(
+                "the AWSPREVIOUS version records no access key this rotation may revoke: {e}"
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// createSecret: proves the AWSCURRENT key, revokes the key AWSPREVIOUS records (never another),
+/// then creates the new key.
 pub async fn create(
     ctx: &StepContext<'_>,
     fields: Map<String, Value>,
@@ -76,17 +202,8 @@ pub async fn create(
     let current = IamSecret::parse(fields, arn, AWSCURRENT)?;
     let user = current.user_name.as_str();
     let iam = aws_sdk_iam::Client::new(ctx.aws);
-    let keys: Vec<String> = iam
-        .list_access_keys()
-        .user_name(user)
-        .send()
-        .await
-        .map_err(|e| iam_error("ListAccessKeys", user, e))?
-        .access_key_metadata()
-        .iter()
-        .filter_map(|k| k.access_key_id().map(str::to_owned))
-        .collect();
-    if !keys.contains(&current.access_key_id) {
+    let keys = list_keys(&iam, user).await?;
+    if !keys.iter().any(|k| k.id == current.access_key_id) {
         return Err(RotationError::invalid_secret(
             arn,
             AWSCURRENT,
@@ -96,46 +213,103 @@ pub async fn create(
             ),
         ));
     }
-    let revoke: Vec<&String> = keys
-        .iter()
-        .filter(|k| **k != current.access_key_id)
-        .collect();
+    let account = own_account(ctx, user).await?;
+    authenticates(ctx, &current, &account)
+        .await
+        .map_err(|(_, why)| {
+            RotationError::invalid_secret(
+                arn,
+                AWSCURRENT,
+                format!(
+                    "the AWSCURRENT key must authenticate as the IAM user the secret names before any key is created or deleted; refusing to rotate: {why}"
+                ),
+            )
+        })?;
+    let previous = recorded_previous(ctx, &current).await?.and_then(|p| {
+        keys.iter()
+            .find(|k| k.id == p.access_key_id)
+            .map(|k| (p, k.active))
+    });
     let since = ctx.secrets_manager.created_date(arn, AWSCURRENT);
     let strict = current
         .strict_revocation
         .unwrap_or(ctx.config.iam_strict_revocation);
-    let mut in_use = Vec::new();
-    for key_id in &revoke {
+    let since_text = since
+        .as_ref()
+        .map_or_else(|| "unknown".to_owned(), format_time);
+    // The last use is read before the proof below, which is itself a use of the key.
+    if let Some((previous, _)) = &previous {
+        let key_id = previous.access_key_id.as_str();
         let last_used = iam
             .get_access_key_last_used()
-            .access_key_id(key_id.as_str())
+            .access_key_id(key_id)
             .send()
             .await
             .map_err(|e| iam_error("GetAccessKeyLastUsed", user, e))?
             .access_key_last_used()
             .and_then(|u| u.last_used_date().copied());
         if let Some(used) = last_used.filter(|used| used_after(used, since.as_ref())) {
-            in_use.push((key_id.as_str(), used));
+            let incident = ctx
+                .secret
+                .tags
+                .get(TAG_INCIDENT)
+                .filter(|incident| !incident.is_empty());
+            if let (true, Some(incident)) = (strict, incident) {
+                ctx.warn(format!(
+                    "strict revocation does not hold during incident {incident:?} (tag {TAG_INCIDENT} on the secret): the key in use may be the leaked one"
+                ));
+            } else if strict {
+                return Err(RotationError::RevocationRefused {
+                    user: user.to_owned(),
+                    key_id: key_id.to_owned(),
+                    last_used: format_time(&used),
+                    since: since_text,
+                });
+            }
+            ctx.warn(format!(
+                "revoking access key {key_id} of IAM user {user:?} although it was last used at {}, after the previous rotation finished ({since_text}): something still uses the inactive key",
+                format_time(&used)
+            ));
         }
     }
-    let since_text = since
-        .as_ref()
-        .map_or_else(|| "unknown".to_owned(), format_time);
-    if let (true, Some((key_id, used))) = (strict, in_use.first()) {
-        return Err(RotationError::RevocationRefused {
-            user: user.to_owned(),
-            key_id: (*key_id).to_owned(),
-            last_used: format_time(used),
-            since: since_text,
-        });
-    }
-    for (key_id, used) in &in_use {
+    let revoke = match &previous {
+        None => None,
+        // An Inactive key authenticates nothing (an administrator may have deactivated a leaked
+        // one), so it needs no proof.
+        Some((previous, false)) => Some(previous.access_key_id.clone()),
+        Some((previous, true)) => match authenticates(ctx, previous, &account).await {
+            Ok(()) => Some(previous.access_key_id.clone()),
+            Err((_, why)) => {
+                ctx.warn(format!(
+                    "the AWSPREVIOUS version records access key {} of IAM user {user:?}, but the key does not authenticate as the user, so this secret does not own it and it is not deleted: {why}",
+                    previous.access_key_id
+                ));
+                None
+            }
+        },
+    };
+    let unknown: Vec<&str> = keys
+        .iter()
+        .map(|k| k.id.as_str())
+        .filter(|id| *id != current.access_key_id && Some(*id) != revoke.as_deref())
+        .collect();
+    for key_id in &unknown {
         ctx.warn(format!(
-            "revoking access key {key_id} of IAM user {user:?} although it was last used at {}, after the previous rotation finished ({since_text}): something still uses the inactive key",
-            format_time(used)
+            "IAM user {user:?} holds access key {key_id}, which this secret did not create (neither its AWSCURRENT nor its AWSPREVIOUS version owns it): never deleted by rotation"
         ));
     }
-    for key_id in &revoke {
+    if keys.len() - usize::from(revoke.is_some()) >= KEYS_PER_USER {
+        return Err(RotationError::Iam {
+            operation: "CreateAccessKey",
+            user: user.to_owned(),
+            message: format!(
+                "IAM allows {KEYS_PER_USER} access keys per user, and the user holds the AWSCURRENT key and {}, which this secret did not create; rotation deletes only the key its AWSPREVIOUS version owns, so nothing was changed: delete or account for {} and rotate again",
+                unknown.join(", "),
+                if unknown.len() == 1 { "that key" } else { "those keys" }
+            ),
+        });
+    }
+    if let Some(key_id) = &revoke {
         match iam
             .delete_access_key()
             .user_name(user)
@@ -181,7 +355,7 @@ async fn caller_arn(ctx: &StepContext<'_>, secret: &IamSecret) -> Result<String,
         secret.secret_access_key.expose_secret(),
         None,
         None,
-        "rotation-pending-access-key",
+        "rotation-secret-access-key",
     );
     let config = aws_sdk_sts::config::Builder::from(ctx.aws)
         .credentials_provider(credentials)
@@ -195,27 +369,6 @@ async fn caller_arn(ctx: &StepContext<'_>, secret: &IamSecret) -> Result<String,
     out.arn()
         .map(str::to_owned)
         .ok_or_else(|| "GetCallerIdentity returned no ARN".to_owned())
-}
-
-/// Checks that the pending key authenticates as the secret's user.
-async fn check_pending(ctx: &StepContext<'_>, pending: &IamSecret) -> Result<(), (bool, String)> {
-    match caller_arn(ctx, pending).await {
-        Ok(arn) if arn_is_user(&arn, &pending.user_name) => Ok(()),
-        Ok(arn) => Err((
-            false,
-            format!(
-                "access key {} authenticates as {arn}, not as IAM user {:?}",
-                pending.access_key_id, pending.user_name
-            ),
-        )),
-        Err(message) => Err((
-            true,
-            format!(
-                "STS GetCallerIdentity with access key {} failed: {message}",
-                pending.access_key_id
-            ),
-        )),
-    }
 }
 
 fn parse_pair(
@@ -251,11 +404,12 @@ pub async fn set(
     pending: Map<String, Value>,
 ) -> Result<ProviderResult<Outcome>> {
     let pending = parse_pair(ctx, current, pending)?;
+    let account = own_account(ctx, &pending.user_name).await?;
     let bound = ctx.config.iam_propagation_timeout;
     let deadline = Instant::now() + bound;
     let mut backoff = FIRST_BACKOFF;
     loop {
-        match check_pending(ctx, &pending).await {
+        match authenticates(ctx, &pending, &account).await {
             Ok(()) => break,
             Err((true, _)) if Instant::now() + backoff < deadline => {
                 tokio::time::sleep(backoff).await;
@@ -277,10 +431,12 @@ pub async fn set(
     })
 }
 
-/// testSecret: STS GetCallerIdentity signed with the pending key names the secret's user.
+/// testSecret: STS GetCallerIdentity signed with the pending key names the secret's user, in the
+/// function's account.
 pub async fn test(ctx: &StepContext<'_>, fields: Map<String, Value>) -> Result<ProviderResult<()>> {
     let pending = IamSecret::parse(fields, &ctx.secret.arn, AWSPENDING)?;
-    check_pending(ctx, &pending)
+    let account = own_account(ctx, &pending.user_name).await?;
+    authenticates(ctx, &pending, &account)
         .await
         .map_err(|(_, message)| RotationError::TestFailed(message))?;
     Ok(ProviderResult {
@@ -295,20 +451,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn user_arns_match_by_name_whatever_the_path() {
-        assert!(arn_is_user("arn:aws:iam::123456789012:user/ci", "ci"));
+    fn user_arns_match_by_account_and_name_whatever_the_path() {
+        let account = "123456789012";
         assert!(arn_is_user(
-            "arn:aws-cn:iam::123456789012:user/team/a/ci",
+            "arn:aws:iam::123456789012:user/ci",
+            account,
             "ci"
         ));
-        assert!(!arn_is_user("arn:aws:iam::123456789012:user/ci2", "ci"));
-        assert!(!arn_is_user("arn:aws:sts::123456789012:user/moto", "moto"));
-        assert!(!arn_is_user("arn:aws:iam::123456789012:role/ci", "ci"));
+        assert!(arn_is_user(
+            "arn:aws-cn:iam::123456789012:user/team/a/ci",
+            account,
+            "ci"
+        ));
+        assert_eq!(
+            user_of_arn("arn:aws:iam::123456789012:user/team/ci"),
+            Some((account, "ci"))
+        );
+        // The same user name in another account is another user.
+        assert!(!arn_is_user(
+            "arn:aws:iam::210987654321:user/ci",
+            account,
+            "ci"
+        ));
+        assert!(!arn_is_user("arn:aws:iam:::user/ci", "", "ci"));
+        assert!(!arn_is_user(
+            "arn:aws:iam::123456789012:user/ci2",
+            account,
+            "ci"
+        ));
+        assert!(!arn_is_user("arn:aws:iam::123456789012:user/", account, ""));
+        assert!(!arn_is_user(
+            "arn:aws:sts::123456789012:user/moto",
+            account,
+            "moto"
+        ));
+        assert!(!arn_is_user(
+            "arn:aws:iam::123456789012:role/ci",
+            account,
+            "ci"
+        ));
         assert!(!arn_is_user(
             "arn:aws:sts::123456789012:assumed-role/ci/x",
+            account,
             "x"
         ));
-        assert!(!arn_is_user("ci", "ci"));
+        assert!(!arn_is_user(
+            "arn:aws:iam::123456789012:root",
+            account,
+            "root"
+        ));
+        assert!(!arn_is_user("ci", account, "ci"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod keyring;
 pub mod mysql;
 pub mod postgres;
 pub mod rds;
+pub mod rds_master;
 
 use std::sync::{Arc, Mutex};
 

@@ -2,6 +2,7 @@
 //! endpoint of an RDS-managed master secret (found through its `aws:rds:*` tags), and master
 //! password changes through the RDS API.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_rds::error::{ProvideErrorMetadata, SdkError};
@@ -43,6 +44,22 @@ pub struct Discovered {
     pub engine: Option<String>,
     /// The instance or cluster status.
     pub status: Option<String>,
+    /// The master user's name.
+    pub master_username: Option<String>,
+    /// The instance's or cluster's tags (DescribeDB* TagList).
+    pub tags: HashMap<String, String>,
+}
+
+/// An RDS TagList as a map.
+fn tag_map(tags: &[aws_sdk_rds::types::Tag]) -> HashMap<String, String> {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect()
 }
 
 /// Maps RDS engine names to the secret's `engine` values.
@@ -91,6 +108,8 @@ pub async fn describe_instance(ctx: &StepContext<'_>, id: &str) -> Result<Discov
             .unwrap_or_default(),
         engine: instance.engine().map(secret_engine),
         status: instance.db_instance_status().map(str::to_owned),
+        master_username: instance.master_username().map(str::to_owned),
+        tags: tag_map(instance.tag_list()),
     })
 }
 
@@ -118,6 +137,8 @@ pub async fn describe_cluster(ctx: &StepContext<'_>, id: &str) -> Result<Discove
             .unwrap_or_default(),
         engine: cluster.engine().map(secret_engine),
         status: cluster.status().map(str::to_owned),
+        master_username: cluster.master_username().map(str::to_owned),
+        tags: tag_map(cluster.tag_list()),
     })
 }
 
@@ -180,18 +201,61 @@ pub async fn managed_master_endpoint(
     Ok(Some((discovered.host, discovered.port)))
 }
 
+/// The DB resource whose master password an `rds-master` secret rotates: its
+/// `dbClusterIdentifier` when it names one, else its `dbInstanceIdentifier`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MasterTarget<'a> {
+    /// A DB cluster (ModifyDBCluster).
+    Cluster(&'a str),
+    /// A DB instance (ModifyDBInstance).
+    Instance(&'a str),
+}
+
+impl<'a> MasterTarget<'a> {
+    /// The target `secret` names, or an error naming the missing field.
+    pub fn of(ctx: &StepContext<'_>, secret: &'a DatabaseSecret) -> Result<Self> {
+        match (
+            secret.db_cluster_identifier.as_deref(),
+            secret.db_instance_identifier.as_deref(),
+        ) {
+            (Some(cluster), _) => Ok(MasterTarget::Cluster(cluster)),
+            (None, Some(instance)) => Ok(MasterTarget::Instance(instance)),
+            (None, None) => Err(RotationError::invalid_secret(
+                &ctx.secret.arn,
+                crate::secrets_manager::AWSCURRENT,
+                "field `dbInstanceIdentifier` is missing: the rds-master strategy needs dbInstanceIdentifier or dbClusterIdentifier",
+            )),
+        }
+    }
+
+    /// "DB cluster NAME" or "DB instance NAME", for messages.
+    pub fn display(&self) -> String {
+        match self {
+            MasterTarget::Cluster(id) => format!("DB cluster {}", identifier_of(id)),
+            MasterTarget::Instance(id) => format!("DB instance {}", identifier_of(id)),
+        }
+    }
+
+    /// What RDS says about the target (DescribeDBClusters / DescribeDBInstances).
+    pub async fn describe(&self, ctx: &StepContext<'_>) -> Result<Discovered> {
+        match self {
+            MasterTarget::Cluster(id) => describe_cluster(ctx, id).await,
+            MasterTarget::Instance(id) => describe_instance(ctx, id).await,
+        }
+    }
+}
+
 /// Changes the master user's password through ModifyDBCluster / ModifyDBInstance
 /// (ApplyImmediately), then waits, bounded, until RDS reports the database available again.
+/// The caller proves first that the secret owns the target ([`super::rds_master`]).
 pub async fn set_master_password(
     ctx: &StepContext<'_>,
-    secret: &DatabaseSecret,
+    target: MasterTarget<'_>,
     password: &SecretString,
 ) -> Result<()> {
     let client = aws_sdk_rds::Client::new(ctx.aws);
-    let cluster = secret.db_cluster_identifier.as_deref();
-    let instance = secret.db_instance_identifier.as_deref();
-    match (cluster, instance) {
-        (Some(cluster), _) => {
+    match target {
+        MasterTarget::Cluster(cluster) => {
             client
                 .modify_db_cluster()
                 .db_cluster_identifier(identifier_of(cluster))
@@ -201,7 +265,7 @@ pub async fn set_master_password(
                 .await
                 .map_err(|e| rds_error("ModifyDBCluster", e))?;
         }
-        (None, Some(instance)) => {
+        MasterTarget::Instance(instance) => {
             client
                 .modify_db_instance()
                 .db_instance_identifier(identifier_of(instance))
@@ -211,21 +275,10 @@ pub async fn set_master_password(
                 .await
                 .map_err(|e| rds_error("ModifyDBInstance", e))?;
         }
-        (None, None) => {
-            return Err(RotationError::invalid_secret(
-                &ctx.secret.arn,
-                crate::secrets_manager::AWSCURRENT,
-                "field `dbInstanceIdentifier` is missing: the rds-master strategy needs dbInstanceIdentifier or dbClusterIdentifier",
-            ))
-        }
     }
     let deadline = Instant::now() + ctx.config.rds_wait;
     loop {
-        let status = match (cluster, instance) {
-            (Some(cluster), _) => describe_cluster(ctx, cluster).await?.status,
-            (None, Some(instance)) => describe_instance(ctx, instance).await?.status,
-            (None, None) => None,
-        };
+        let status = target.describe(ctx).await?.status;
         if status.as_deref() == Some("available") {
             return Ok(());
         }

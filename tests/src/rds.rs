@@ -1,0 +1,111 @@
+//! DB instances and clusters in the stack's moto RDS, and the RDS requests the functions made
+//! (recorded by scripts/rds-recorder.py).
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use crate::{Db, Stack};
+
+impl Stack {
+    /// A DB instance in moto whose master user is `master`: (identifier, ARN). Its endpoint
+    /// (`*.rds.amazonaws.com`) is sent to the local server of its engine by the stack's
+    /// ROTATION_DB_HOST_OVERRIDES.
+    pub async fn rds_instance(&self, engine: &str, master: &str) -> (String, String) {
+        let id = Self::unique("db").replace('_', "-");
+        let out = self
+            .rds
+            .create_db_instance()
+            .db_instance_identifier(&id)
+            .engine(engine)
+            .db_instance_class("db.t3.micro")
+            .master_username(master)
+            .master_user_password("placeholder-password")
+            .allocated_storage(20)
+            .send()
+            .await
+            .expect("CreateDBInstance");
+        let arn = out
+            .db_instance()
+            .and_then(|i| i.db_instance_arn())
+            .expect("instance ARN")
+            .to_owned();
+        (id, arn)
+    }
+
+    /// A DB cluster in moto whose master user is `master`: (identifier, ARN).
+    pub async fn rds_cluster(&self, engine: &str, master: &str) -> (String, String) {
+        let id = Self::unique("cl").replace('_', "-");
+        let out = self
+            .rds
+            .create_db_cluster()
+            .db_cluster_identifier(&id)
+            .engine(engine)
+            .master_username(master)
+            .master_user_password("placeholder-password")
+            .send()
+            .await
+            .expect("CreateDBCluster");
+        let arn = out
+            .db_cluster()
+            .and_then(|c| c.db_cluster_arn())
+            .expect("cluster ARN")
+            .to_owned();
+        (id, arn)
+    }
+
+    /// Tags a DB instance or cluster (by ARN), as an administrator does.
+    pub async fn tag_rds_resource(&self, arn: &str, key: &str, value: &str) {
+        self.rds
+            .add_tags_to_resource()
+            .resource_name(arn)
+            .tags(
+                aws_sdk_rds::types::Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("AddTagsToResource");
+    }
+
+    /// The RDS requests the functions made with `action` (form parameters, one object each).
+    pub fn rds_requests(&self, action: &str) -> Vec<Value> {
+        std::fs::read_to_string(&self.rds_record)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["Action"] == action)
+            .collect()
+    }
+
+    /// The `action` requests the functions made for the instance or cluster `id`.
+    pub fn rds_requests_for(&self, action: &str, id: &str) -> Vec<Value> {
+        self.rds_requests(action)
+            .into_iter()
+            .filter(|c| c["DBInstanceIdentifier"] == id || c["DBClusterIdentifier"] == id)
+            .collect()
+    }
+
+    /// Plays RDS's part after ModifyDB* (moto has no database): sets `user`'s password on the
+    /// local server of `db`, sent as a verifier or hash, never in cleartext.
+    pub async fn apply_master_password(&self, db: Db, user: &str, password: &SecretString) {
+        let sql = match db {
+            Db::Postgres => format!(
+                "ALTER ROLE {} PASSWORD {}",
+                postgres_protocol::escape::escape_identifier(user),
+                postgres_protocol::escape::escape_literal(
+                    &postgres_protocol::password::scram_sha_256(
+                        password.expose_secret().as_bytes()
+                    )
+                )
+            ),
+            Db::MariaDb => format!(
+                "ALTER USER {}@'%' IDENTIFIED BY PASSWORD '{}'",
+                rotation::providers::mysql::quote(user, false),
+                rotation::providers::mysql::native_password_hash(password)
+            ),
+        };
+        self.db_admin_sql(db, &sql).await;
+    }
+}
