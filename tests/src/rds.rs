@@ -12,11 +12,14 @@ impl Stack {
     /// ROTATION_DB_HOST_OVERRIDES.
     pub async fn rds_instance(&self, engine: &str, master: &str) -> (String, String) {
         let id = Self::unique("db").replace('_', "-");
+        // moto knows no default MariaDB version: name one it lists.
+        let version = (engine == "mariadb").then(|| "10.6".to_owned());
         let out = self
             .rds
             .create_db_instance()
             .db_instance_identifier(&id)
             .engine(engine)
+            .set_engine_version(version)
             .db_instance_class("db.t3.micro")
             .master_username(master)
             .master_user_password("placeholder-password")

@@ -364,7 +364,11 @@ impl Stack {
         let password = self.create_db_user(db, &master, Role::Master).await;
         let arn = if rds_managed {
             let value = json!({"username": master, "password": password.expose_secret()});
-            let instance = self.rds_instance(db).await;
+            let engine = match db {
+                Db::Postgres => "postgres",
+                Db::MariaDb => "mariadb",
+            };
+            let (_, instance) = self.rds_instance(engine, &master).await;
             self.create_tagged_secret(
                 &Self::unique("master"),
                 &value,
@@ -376,32 +380,6 @@ impl Stack {
             self.create_secret(&Self::unique("master"), &value).await
         };
         (arn, master, password)
-    }
-
-    /// A DB instance of `db`'s engine in moto, standing for the stack's server (its endpoint,
-    /// `*.rds.amazonaws.com` on the engine's port, is overridden to the server): its ARN.
-    pub async fn rds_instance(&self, db: Db) -> String {
-        // moto knows no default MariaDB version: name one it lists.
-        let (engine, version) = match db {
-            Db::Postgres => ("postgres", None),
-            Db::MariaDb => ("mariadb", Some("10.6")),
-        };
-        self.rds
-            .create_db_instance()
-            .db_instance_identifier(Self::unique("db").replace('_', "-"))
-            .engine(engine)
-            .set_engine_version(version.map(str::to_owned))
-            .db_instance_class("db.t3.micro")
-            .master_username("rdsadmin")
-            .master_user_password("placeholder-password")
-            .allocated_storage(20)
-            .send()
-            .await
-            .expect("CreateDBInstance")
-            .db_instance()
-            .and_then(|i| i.db_instance_arn())
-            .expect("instance ARN")
-            .to_owned()
     }
 
     /// Logs in as the cluster's superuser.
