@@ -4,6 +4,7 @@
 //! moto's Secrets Manager over HTTP, and the functions under `cargo lambda watch`.
 
 pub mod attacker;
+pub mod catalog;
 pub mod faults;
 pub mod iam;
 pub mod mysql_catalog;

@@ -4,20 +4,15 @@
 //! error naming the field, and the catalog before and after differs only in the rows the
 //! rotation owns (the rotated user's password, the alternate user it creates).
 
-use std::collections::BTreeMap;
-
+use integration_tests::catalog::{account_key, Catalog, Diff};
 use integration_tests::stack::{record_secret, MYSQL_DATABASE};
 use integration_tests::{assert_succeeded, Db, Role, Stack};
-use mysql_async::prelude::Queryable;
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use rotation::password::PUNCTUATION;
 use rotation::providers::mysql;
 use rotator::driver::Functions;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-
-/// Catalog rows by key (what the row is), rendered.
-type Catalog = BTreeMap<String, String>;
 
 /// A password holding every letter, digit and punctuation character (the stack's functions
 /// exclude only `§`, which is in no class), and a random tail so each is unique.
@@ -36,88 +31,6 @@ fn unique(prefix: &str) -> String {
         "{prefix}{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     )
-}
-
-/// PostgreSQL's catalog: roles (attributes and a digest of the password verifier),
-/// memberships, databases, schemas, relations (owner and privileges), default privileges and
-/// per-role settings.
-async fn pg_catalog(stack: &Stack) -> Catalog {
-    let admin = stack.admin().await;
-    let queries = [
-        "SELECT 'role ' || rolname, concat_ws('|', rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, rolbypassrls, rolconnlimit, rolvaliduntil, md5(coalesce(rolpassword, ''))) FROM pg_authid",
-        "SELECT 'member ' || r.rolname || ' > ' || m.rolname, concat_ws('|', am.admin_option, pg_get_userbyid(am.grantor)) FROM pg_auth_members am JOIN pg_authid r ON r.oid = am.roleid JOIN pg_authid m ON m.oid = am.member",
-        "SELECT 'database ' || datname, concat_ws('|', pg_get_userbyid(datdba), datacl::text, datconnlimit) FROM pg_database",
-        "SELECT 'schema ' || nspname, concat_ws('|', pg_get_userbyid(nspowner), nspacl::text) FROM pg_namespace",
-        "SELECT 'relation ' || relnamespace::regnamespace::text || '.' || relname, concat_ws('|', pg_get_userbyid(relowner), relacl::text, relkind) FROM pg_class WHERE relpersistence <> 't'",
-        "SELECT 'default-acl ' || oid::text, concat_ws('|', pg_get_userbyid(defaclrole), defaclacl::text) FROM pg_default_acl",
-        "SELECT 'setting ' || setdatabase::text || ' ' || pg_get_userbyid(setrole), setconfig::text FROM pg_db_role_setting",
-    ];
-    let mut catalog = Catalog::new();
-    for sql in queries {
-        for row in admin.query(sql, &[]).await.expect(sql) {
-            let value: Option<String> = row.get(1);
-            catalog.insert(row.get(0), value.unwrap_or_default());
-        }
-    }
-    catalog
-}
-
-/// MariaDB's catalog: accounts (with their authentication), database, table and column
-/// privileges, role grants, and the schemas.
-async fn mysql_catalog(stack: &Stack) -> Catalog {
-    let (admin, password) = stack.mysql_admin();
-    let mut session = stack.mysql_login(&admin, &password).await.expect("admin");
-    let queries = [
-        "SELECT CONCAT('account ', User, '@', Host), Priv FROM mysql.global_priv",
-        "SELECT CONCAT('db-grant ', User, '@', Host, ' ', Db), CONCAT_WS('|', Select_priv, Insert_priv, Update_priv, Delete_priv, Create_priv, Drop_priv, Grant_priv, Alter_priv) FROM mysql.db",
-        "SELECT CONCAT('table-grant ', User, '@', Host, ' ', Db, '.', Table_name), CONCAT_WS('|', Table_priv, Column_priv) FROM mysql.tables_priv",
-        "SELECT CONCAT('column-grant ', User, '@', Host, ' ', Db, '.', Table_name, '.', Column_name), Column_priv FROM mysql.columns_priv",
-        "SELECT CONCAT('role-grant ', User, '@', Host, ' ', Role), Admin_option FROM mysql.roles_mapping",
-        "SELECT CONCAT('schema ', SCHEMA_NAME), DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA",
-    ];
-    let mut catalog = Catalog::new();
-    for sql in queries {
-        let rows: Vec<(String, Option<String>)> = session.conn().query(sql).await.expect(sql);
-        for (key, value) in rows {
-            catalog.insert(key, value.unwrap_or_default());
-        }
-    }
-    catalog
-}
-
-async fn catalog(stack: &Stack, db: Db) -> Catalog {
-    match db {
-        Db::Postgres => pg_catalog(stack).await,
-        Db::MariaDb => mysql_catalog(stack).await,
-    }
-}
-
-/// The keys whose rows differ: changed, added, removed.
-fn diff(before: &Catalog, after: &Catalog) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let changed = before
-        .iter()
-        .filter(|(k, v)| after.get(*k).is_some_and(|a| a != *v))
-        .map(|(k, _)| k.clone())
-        .collect();
-    let added = after
-        .keys()
-        .filter(|k| !before.contains_key(*k))
-        .cloned()
-        .collect();
-    let removed = before
-        .keys()
-        .filter(|k| !after.contains_key(*k))
-        .cloned()
-        .collect();
-    (changed, added, removed)
-}
-
-/// The catalog key of `user`'s account row.
-fn account_key(db: Db, user: &str) -> String {
-    match db {
-        Db::Postgres => format!("role {user}"),
-        Db::MariaDb => format!("account {user}@%"),
-    }
 }
 
 /// Creates a database named `name` the application user `user` may use, and `user` with
@@ -181,12 +94,12 @@ async fn single_user_with_hostile_names(stack: &Stack, db: Db) {
         .create_rotating_secret(&Stack::unique("hostile"), &value, Functions::Rotate)
         .await;
 
-    let before = catalog(stack, db).await;
+    let before = Catalog::snapshot(stack, db).await;
     let driver = stack.driver(Functions::Rotate);
     for _ in 0..2 {
         assert_succeeded(&driver.rotate(&arn).await.unwrap());
     }
-    let after = catalog(stack, db).await;
+    let after = Catalog::snapshot(stack, db).await;
     let (current_user, current) = stack.credentials(&arn, "AWSCURRENT").await;
     assert_eq!(current_user, user, "{db:?}: the name survives as written");
     assert_eq!(
@@ -195,7 +108,11 @@ async fn single_user_with_hostile_names(stack: &Stack, db: Db) {
     );
     stack.assert_db_login(db, &user, &current).await;
     stack.assert_db_refused(db, &user, &password).await;
-    let (changed, added, removed) = diff(&before, &after);
+    let Diff {
+        changed,
+        added,
+        removed,
+    } = before.diff(&after);
     assert_eq!(
         changed,
         vec![account_key(db, &user)],
@@ -217,15 +134,19 @@ async fn alternating_with_hostile_names(stack: &Stack, db: Db) {
         .create_rotating_secret(&Stack::unique("hostilealt"), &value, Functions::Rotate)
         .await;
 
-    let before = catalog(stack, db).await;
+    let before = Catalog::snapshot(stack, db).await;
     assert_succeeded(&stack.driver(Functions::Rotate).rotate(&arn).await.unwrap());
-    let after = catalog(stack, db).await;
+    let after = Catalog::snapshot(stack, db).await;
     let clone = format!("{user}_clone");
     let (current_user, current) = stack.credentials(&arn, "AWSCURRENT").await;
     assert_eq!(current_user, clone);
     stack.assert_db_login(db, &clone, &current).await;
     stack.assert_db_login(db, &user, &original).await;
-    let (changed, added, removed) = diff(&before, &after);
+    let Diff {
+        changed,
+        added,
+        removed,
+    } = before.diff(&after);
     assert!(changed.is_empty(), "{db:?}: rows changed: {changed:?}");
     assert!(removed.is_empty(), "{db:?}: rows removed: {removed:?}");
     assert!(
@@ -256,7 +177,7 @@ async fn refused_over_the_limit(
     let arn = stack
         .create_rotating_secret(&Stack::unique("toolong"), &value, Functions::Rotate)
         .await;
-    let before = catalog(stack, db).await;
+    let before = Catalog::snapshot(stack, db).await;
     let run = stack.driver(Functions::Rotate).rotate(&arn).await.unwrap();
     let failure = run.failure().expect("refused").to_string();
     assert_eq!(
@@ -267,7 +188,11 @@ async fn refused_over_the_limit(
     assert!(failure.contains("createSecret"), "{failure}");
     assert!(failure.contains("field `username`"), "{failure}");
     assert!(failure.contains(needle), "{failure} should say {needle}");
-    assert_eq!(catalog(stack, db).await, before, "{db:?}: nothing changed");
+    assert_eq!(
+        Catalog::snapshot(stack, db).await,
+        before,
+        "{db:?}: nothing changed"
+    );
     stack.assert_db_login(db, user, &original).await;
 }
 

@@ -6,64 +6,16 @@
 //! test's accounts is the same, the writer's own server saw no connection from the master, and
 //! the secret holds no working credential for any user but its own.
 
-use std::collections::BTreeMap;
-
 use integration_tests::attacker::WriterServer;
+use integration_tests::catalog::Catalog;
 use integration_tests::stack::record_value;
 use integration_tests::{assert_succeeded, Db, Role, Stack};
-use mysql_async::prelude::Queryable;
 use postgres_protocol::escape::escape_identifier;
 use rotation::providers::database_secret::TlsMode;
 use rotation::providers::mysql;
 use rotator::driver::{Functions, RotationRun};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
-
-/// Catalog rows by key, rendered.
-type Catalog = BTreeMap<String, String>;
-
-/// The catalog rows of the accounts whose names contain `prefix`: PostgreSQL roles (attributes
-/// and a digest of the password verifier), memberships, table privileges and per-role
-/// settings; MariaDB accounts (with their authentication), database, table and role grants.
-async fn catalog(stack: &Stack, db: Db, prefix: &str) -> Catalog {
-    let mut catalog = Catalog::new();
-    match db {
-        Db::Postgres => {
-            let admin = stack.admin().await;
-            let queries = [
-                "SELECT 'role ' || rolname, concat_ws('|', rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, rolbypassrls, rolconnlimit, rolvaliduntil, md5(coalesce(rolpassword, ''))) FROM pg_authid",
-                "SELECT 'member ' || r.rolname || ' > ' || m.rolname, concat_ws('|', am.admin_option, pg_get_userbyid(am.grantor)) FROM pg_auth_members am JOIN pg_authid r ON r.oid = am.roleid JOIN pg_authid m ON m.oid = am.member",
-                "SELECT 'table-grant ' || grantee || ' ' || table_schema || '.' || table_name || ' ' || privilege_type, is_grantable FROM information_schema.role_table_grants",
-                "SELECT 'setting ' || setdatabase::text || ' ' || pg_get_userbyid(setrole), setconfig::text FROM pg_db_role_setting",
-            ];
-            for sql in queries {
-                for row in admin.query(sql, &[]).await.expect(sql) {
-                    let value: Option<String> = row.get(1);
-                    catalog.insert(row.get(0), value.unwrap_or_default());
-                }
-            }
-        }
-        Db::MariaDb => {
-            let (admin, password) = stack.mysql_admin();
-            let mut session = stack.mysql_login(&admin, &password).await.expect("admin");
-            let queries = [
-                "SELECT CONCAT('account ', User, '@', Host), Priv FROM mysql.global_priv",
-                "SELECT CONCAT('db-grant ', User, '@', Host, ' ', Db), CONCAT_WS('|', Select_priv, Insert_priv, Update_priv, Delete_priv, Create_priv, Drop_priv, Grant_priv, Alter_priv) FROM mysql.db",
-                "SELECT CONCAT('table-grant ', User, '@', Host, ' ', Db, '.', Table_name), CONCAT_WS('|', Table_priv, Column_priv) FROM mysql.tables_priv",
-                "SELECT CONCAT('role-grant ', User, '@', Host, ' ', Role), Admin_option FROM mysql.roles_mapping",
-            ];
-            for sql in queries {
-                let rows: Vec<(String, Option<String>)> =
-                    session.conn().query(sql).await.expect(sql);
-                for (key, value) in rows {
-                    catalog.insert(key, value.unwrap_or_default());
-                }
-            }
-        }
-    }
-    catalog.retain(|key, _| key.contains(prefix));
-    catalog
-}
 
 /// A user of the test (its name starts with the test's prefix) and its password.
 struct Account {
@@ -149,6 +101,12 @@ impl World {
         value
     }
 
+    /// The catalog rows naming this world's accounts (all their names hold the prefix):
+    /// their roles or accounts with password verifiers, memberships, grants and settings.
+    async fn catalog(&self, stack: &Stack) -> Catalog {
+        Catalog::snapshot(stack, self.db).await.naming(&self.prefix)
+    }
+
     /// The attack: the writer puts `value` as AWSCURRENT of its own secret, then the rotation
     /// runs (RotateSecret, then the four steps).
     async fn attack(&self, stack: &Stack, value: &Value) -> RotationRun {
@@ -187,7 +145,7 @@ impl World {
             );
         }
         assert_eq!(
-            &catalog(stack, db, &self.prefix).await,
+            &self.catalog(stack).await,
             before,
             "{db:?}: the catalog changed"
         );
@@ -274,7 +232,7 @@ async fn the_master_acts_only_for_the_user_whose_password_the_writer_holds() {
                     "trust rule: proof of possession",
                 ),
             };
-            let before = catalog(&stack, db, &world.prefix).await;
+            let before = world.catalog(&stack).await;
             let value = world.secret_value(&stack, &username, &world.app.password);
             let run = world.attack(&stack, &value).await;
             world.assert_refused(&stack, &run, rule, &before).await;
@@ -313,7 +271,7 @@ async fn the_master_never_connects_to_a_host_only_the_writer_names() {
             value["host"] = json!(writer.host);
             value["port"] = json!(writer.port);
             value["masterarn"] = json!(masterarn);
-            let before = catalog(&stack, db, &world.prefix).await;
+            let before = world.catalog(&stack).await;
             let connections = writer.connections().len();
             let run = world.attack(&stack, &value).await;
             world.assert_refused(&stack, &run, rule, &before).await;
@@ -433,7 +391,7 @@ async fn a_privileged_alternate_user_is_refused() {
                 (password, "CREATE USER")
             }
         };
-        let before = catalog(&stack, db, &world.prefix).await;
+        let before = world.catalog(&stack).await;
         let value = world.secret_value(&stack, &world.app.name, &world.app.password);
         let run = world.attack(&stack, &value).await;
         world
@@ -517,7 +475,7 @@ async fn a_disabled_role_stays_disabled() {
             escape_identifier(&world.app.name)
         ))
         .await;
-    let before = catalog(&stack, Db::Postgres, &world.prefix).await;
+    let before = world.catalog(&stack).await;
     let run = stack
         .driver(Functions::Rotate)
         .rotate(&world.app_arn)
@@ -528,7 +486,7 @@ async fn a_disabled_role_stays_disabled() {
         failure.contains("NOLOGIN") && failure.contains("does not re-enable"),
         "{failure}"
     );
-    assert_eq!(catalog(&stack, Db::Postgres, &world.prefix).await, before);
+    assert_eq!(world.catalog(&stack).await, before);
     stack
         .assert_db_refused(Db::Postgres, &world.app.name, &world.app.password)
         .await;
