@@ -279,7 +279,7 @@ async fn compromised_stops_after_a_failed_rotation_and_says_where_the_secret_is(
     let master_arn = stack
         .create_secret(
             &Stack::unique("clibadmaster"),
-            &json!({"username": master, "password": Stack::password().expose_secret()}),
+            &stack.pg_secret(&master, &Stack::password()),
         )
         .await;
     let user = Stack::unique("clibad");

@@ -3,7 +3,7 @@
 //! incident still logs in. On the local stack it plays Secrets Manager's and the state
 //! machine's part and invokes the rotation functions through `cargo lambda watch`.
 
-use integration_tests::{assert_succeeded, Stack};
+use integration_tests::{assert_succeeded, Db, Stack};
 use rotator::driver::Functions;
 use rotator::invoke::InvokeError;
 use secrecy::ExposeSecret;
@@ -45,14 +45,7 @@ async fn every_password_valid_before_the_incident_is_retired() {
     tag(&stack, &single, "incident", &incident).await;
 
     // Alternating users, workflow mode, rotated once already: both users' passwords are valid.
-    let master = Stack::unique("cmpmaster");
-    let master_password = stack.create_user(&master, "CREATEROLE").await;
-    let master_arn = stack
-        .create_secret(
-            &Stack::unique("cmpmaster"),
-            &json!({"username": master, "password": master_password.expose_secret()}),
-        )
-        .await;
+    let (master_arn, _, master_password) = stack.master_secret(Db::Postgres, false).await;
     let user = Stack::unique("cmpalt");
     let original = stack.create_user(&user, "").await;
     let mut value = stack.pg_secret(&user, &original);

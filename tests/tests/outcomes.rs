@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_eventbridge::types::Target;
-use integration_tests::{assert_succeeded, Stack};
+use integration_tests::{assert_succeeded, Db, Stack};
 use rotator::driver::Functions;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
@@ -141,14 +141,7 @@ async fn each_rotation_outcome_is_an_event_and_a_metric_without_secrets() {
     // Secrets Manager mode, single user, through rotate.
     let (single, _, single_original) = stack.pg_user_with_secret("evsingle").await;
     // Workflow mode, alternating users, through the step functions.
-    let master = Stack::unique("evmaster");
-    let master_password = stack.create_user(&master, "CREATEROLE").await;
-    let master_arn = stack
-        .create_secret(
-            &Stack::unique("evmaster"),
-            &json!({"username": master, "password": master_password.expose_secret()}),
-        )
-        .await;
+    let (master_arn, _, master_password) = stack.master_secret(Db::Postgres, false).await;
     let user = Stack::unique("evalt");
     let alt_original = stack.create_user(&user, "").await;
     let mut value = stack.pg_secret(&user, &alt_original);

@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 use integration_tests::{Db, Role, Stack};
 use rotator::driver::{render_run, Functions};
 use rotator::versions::render;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{json, Value};
 
 /// The Secrets Manager mode secret the sample events in events/rotate/ name.
@@ -150,14 +150,7 @@ async fn demo(stack: &Stack) -> Result<(), String> {
     .await?;
 
     println!("\n== 2. Alternating users through the four step functions (workflow mode), twice\n");
-    let master = Stack::unique("demo_master");
-    let master_password = stack.create_user(&master, "CREATEROLE").await;
-    let master_arn = stack
-        .create_secret(
-            &Stack::unique("demo/master"),
-            &json!({"username": master, "password": master_password.expose_secret()}),
-        )
-        .await;
+    let (master_arn, _, _) = stack.master_secret(Db::Postgres, false).await;
     let user = Stack::unique("demo_svc");
     let original = stack.create_user(&user, "").await;
     let mut value = stack.pg_secret(&user, &original);

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use integration_tests::Stack;
+use integration_tests::{Db, Stack};
 use rotation::compromise::bounds::{DEFAULT_MAX_ROTATIONS_PER_HOUR, DEFAULT_MAX_SECRETS};
 use rotation::compromise::incident::RECORD_TAG;
 use rotation::config::{ENV_COMPROMISE_MAX_ROTATIONS_PER_HOUR, ENV_COMPROMISE_MAX_SECRETS};
@@ -127,14 +127,7 @@ async fn the_same_incident_twice_changes_nothing_the_second_time() {
     // Single user, Secrets Manager mode (a rotation is pending, as RotateSecret leaves it).
     let (single, _, _) = stack.pg_user_with_secret("cmponce").await;
     // Alternating users, workflow mode: two rotations per incident.
-    let master = Stack::unique("cmponcemaster");
-    let master_password = stack.create_user(&master, "CREATEROLE").await;
-    let master_arn = stack
-        .create_secret(
-            &Stack::unique("cmponcemaster"),
-            &json!({"username": master, "password": master_password.expose_secret()}),
-        )
-        .await;
+    let (master_arn, _, _) = stack.master_secret(Db::Postgres, false).await;
     let user = Stack::unique("cmponcealt");
     let original = stack.create_user(&user, "").await;
     let mut value = stack.pg_secret(&user, &original);

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
-use integration_tests::Stack;
+use integration_tests::{Db, Stack};
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use rotation::password::PasswordPolicy;
 use secrecy::{ExposeSecret, SecretString};
@@ -47,14 +47,7 @@ impl FloorSecret {
 
     /// An alternating-users secret: a master with CREATEROLE sets the other user's password.
     pub async fn alternating(stack: &Stack) -> Result<FloorSecret, String> {
-        let master = Stack::unique("bench_floor_master");
-        let master_password = stack.create_user(&master, "CREATEROLE").await;
-        let master_arn = stack
-            .create_secret(
-                &Stack::unique("bench/floor-master"),
-                &json!({"username": master, "password": master_password.expose_secret()}),
-            )
-            .await;
+        let (master_arn, _, _) = stack.master_secret(Db::Postgres, false).await;
         let user = Stack::unique("bench_floor_alt");
         let password = stack.create_user(&user, "").await;
         let clone = format!("{user}_clone");

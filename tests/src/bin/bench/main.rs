@@ -19,12 +19,11 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::stream::{self, StreamExt};
-use integration_tests::Stack;
+use integration_tests::{Db, Stack};
 use rotation::password::PasswordPolicy;
 use rotation::{RotationContext, Step};
 use rotator::driver::{Functions, LocalDriver, RotationRun};
 use rotator::invoke::LambdaInvoker;
-use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use emulator::{launch, Emulator, FunctionProcess, Launcher};
@@ -410,14 +409,7 @@ async fn warm_secrets(stack: &Stack) -> Vec<WarmSecret> {
 }
 
 async fn alternating_secret(stack: &Stack, functions: Functions) -> String {
-    let master = Stack::unique("bench_master");
-    let master_password = stack.create_user(&master, "CREATEROLE").await;
-    let master_arn = stack
-        .create_secret(
-            &Stack::unique("bench/master"),
-            &json!({"username": master, "password": master_password.expose_secret()}),
-        )
-        .await;
+    let (master_arn, _, _) = stack.master_secret(Db::Postgres, false).await;
     let user = Stack::unique("bench_alt");
     let password = stack.create_user(&user, "").await;
     let mut value = stack.pg_secret(&user, &password);
