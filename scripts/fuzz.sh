@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes every parser of untrusted input with cargo fuzz (libFuzzer): the rotation event, each
-# provider's secret JSON, the keyring's formats and the compromise request (fuzz/fuzz_targets).
+# provider's secret JSON, the keyring's formats, the compromise request and the `SHOW GRANTS`
+# lines MySQL grant mirroring reads (fuzz/fuzz_targets).
 # A target fails on a panic, on an input that takes more than FUZZ_RSS_MB of memory or a single
 # allocation above it (unbounded allocation), or on a run slower than 10 s. Prints the
 # executions each target ran.
