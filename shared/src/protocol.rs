@@ -1,11 +1,8 @@
 //! Secrets Manager's rotation protocol: the checks every step makes, the idempotency of each
 //! step, and the label moves. Providers do the credential-specific work.
 //!
-//! Secrets Manager calls per rotation (single-user): createSecret 5 (Describe, Get AWSPENDING,
-//! Get AWSCURRENT, Put, Describe), setSecret 3 (Describe, Get AWSPENDING, Get AWSCURRENT; +1 for
-//! AWSPREVIOUS only when the current password is refused, +1 for the master secret when
-//! alternating), testSecret 2 (Describe, Get AWSPENDING), finishSecret 3 (Describe and two
-//! UpdateSecretVersionStage). AWS's templates make about 14.
+//! The Secrets Manager calls each step makes are counted in `docs/architecture.md` ("Secrets
+//! Manager calls per rotation"), the one place that figure is written.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
