@@ -4,7 +4,6 @@
 //! provider seam ([`providers`]) that knows how to create, set and test one kind of
 //! credential. Every function binary is a thin `main` around [`lambda::serve`].
 
-pub mod aws_error;
 pub mod concurrent;
 pub mod config;
 pub mod error;

@@ -282,6 +282,6 @@ where
     RotationError::SecretsManager {
         operation,
         secret: secret.to_owned(),
-        message: crate::aws_error::message(&err),
+        message: rotation_keyring::aws_error::message(&err),
     }
 }

@@ -13,6 +13,7 @@
 //! The rotation function uses the same types ([`Keyring::parse`], [`Keyring::rotate`],
 //! [`Keyring::self_test`]), so the producer and the consumers cannot disagree on the format.
 
+pub mod aws_error;
 pub mod ciphertext;
 pub mod client;
 pub mod error;
