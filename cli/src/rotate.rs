@@ -50,7 +50,7 @@ pub struct Request {
 
 /// One step of a local rotation.
 #[derive(Debug, Clone, Serialize)]
-pub struct StepOutcome {
+pub struct LocalStep {
     /// The step.
     pub step: &'static str,
     /// The function invoked.
@@ -72,7 +72,7 @@ pub struct RotationOutcome {
     /// How it was started: `RotateSecret`, `StartExecution` or `local`.
     pub started_by: &'static str,
     /// The steps (local stack only; in AWS Secrets Manager runs them).
-    pub steps: Vec<StepOutcome>,
+    pub steps: Vec<LocalStep>,
     /// Wall time in milliseconds.
     pub ms: u128,
 }
@@ -415,7 +415,7 @@ impl Rotator {
                     .await;
                 let steps = runs
                     .iter()
-                    .map(|run| StepOutcome {
+                    .map(|run| LocalStep {
                         step: run.step.as_str(),
                         function: run.function,
                         ms: run.elapsed.as_millis(),

@@ -80,7 +80,7 @@ pub async fn read(client: &Client, context: &Context, secret: &str) -> Result<St
         .secret_id(secret)
         .send()
         .await
-        .map_err(|e| aws_err("DescribeSecret", rotation::aws_error::message(&e)))?;
+        .map_err(|e| aws_err("DescribeSecret", rotation_keyring::aws_error::message(&e)))?;
     let arn = out.arn().unwrap_or(secret).to_owned();
     let tags = out
         .tags()
@@ -111,7 +111,12 @@ pub async fn read(client: &Client, context: &Context, secret: &str) -> Result<St
         .include_deprecated(true)
         .send()
         .await
-        .map_err(|e| aws_err("ListSecretVersionIds", rotation::aws_error::message(&e)))?;
+        .map_err(|e| {
+            aws_err(
+                "ListSecretVersionIds",
+                rotation_keyring::aws_error::message(&e),
+            )
+        })?;
     let mut versions: Vec<Version> = listed
         .versions()
         .iter()

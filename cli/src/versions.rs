@@ -1,14 +1,12 @@
 //! Reading a secret's versions and labels, the way an operator wants to see them.
 
-use std::collections::BTreeMap;
-
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use aws_sdk_secretsmanager::Client;
 
-/// Version id to its staging labels, sorted; versions without labels are left out.
-pub type Labels = BTreeMap<String, Vec<String>>;
+pub use rotation::secrets_manager::Labels;
 
-/// The labelled versions of a secret.
+/// The labelled versions of a secret, each with its labels sorted; versions without labels are
+/// left out.
 pub async fn labels(client: &Client, secret_id: &str) -> Result<Labels, String> {
     let out = client
         .describe_secret()

@@ -8,9 +8,9 @@ use serde_json::Value;
 use crate::error::RotationError;
 use crate::event::RotationEvent;
 use crate::mode::Caller;
-use crate::outcome::{Status, StepOutcome};
 use crate::protocol::{Engine, StepFacts};
 use crate::report::StepReport;
+use crate::telemetry::{Status, StepTelemetry};
 
 /// A failed invocation as Lambda reports it: `errorType` is the kind of failure
 /// ([`RotationError::kind`]), `errorMessage` names the step and the secret.
@@ -107,7 +107,7 @@ fn step_outcome(
     facts: &StepFacts,
     result: &Result<StepReport, RotationError>,
     step_duration_ms: u64,
-) -> StepOutcome {
+) -> StepTelemetry {
     let (status, provider, strategy, error) = match result {
         Ok(report) if facts.finished_rotation => (
             Status::Succeeded,
@@ -123,7 +123,7 @@ fn step_outcome(
         ),
         Err(e) => (Status::Failed, None, None, Some(e)),
     };
-    StepOutcome {
+    StepTelemetry {
         status,
         function: caller.function_name(),
         step: event.step,

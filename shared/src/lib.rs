@@ -4,22 +4,21 @@
 //! provider seam ([`providers`]) that knows how to create, set and test one kind of
 //! credential. Every function binary is a thin `main` around [`lambda::serve`].
 
-pub mod aws_error;
 pub mod concurrent;
 pub mod config;
 pub mod error;
 pub mod event;
-pub mod events;
 pub mod lambda;
 pub mod logging;
 pub mod metrics;
 pub mod mode;
-pub mod outcome;
 pub mod password;
 pub mod protocol;
 pub mod providers;
+pub mod publisher;
 pub mod report;
 pub mod secrets_manager;
+pub mod telemetry;
 pub mod tls;
 
 #[cfg(feature = "compromise")]

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-use crate::outcome::{Status, StepOutcome};
+use crate::telemetry::{Status, StepTelemetry};
 
 /// Value of the `Service` dimension.
 pub const SERVICE: &str = "secret-rotation";
@@ -21,7 +21,7 @@ pub const ROTATION_DURATION: &str = "RotationDuration";
 pub const STEP_DURATION: &str = "StepDuration";
 
 /// The EMF document of one step invocation.
-pub fn emf_document(namespace: &str, outcome: &StepOutcome, timestamp_ms: u64) -> Value {
+pub fn emf_document(namespace: &str, outcome: &StepTelemetry, timestamp_ms: u64) -> Value {
     let mut metrics = vec![(STEP_DURATION, "Milliseconds", outcome.step_duration_ms)];
     match outcome.status {
         Status::StepDone => {}
@@ -78,7 +78,7 @@ pub fn emf_document(namespace: &str, outcome: &StepOutcome, timestamp_ms: u64) -
 
 /// Prints the EMF line of one step invocation to standard output (one line, no prefix, as
 /// CloudWatch Logs requires).
-pub fn emit(namespace: &str, outcome: &StepOutcome) {
+pub fn emit(namespace: &str, outcome: &StepTelemetry) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -89,7 +89,7 @@ pub fn emit(namespace: &str, outcome: &StepOutcome) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::tests::succeeded;
+    use crate::telemetry::tests::succeeded;
 
     fn metric_names(doc: &Value) -> Vec<String> {
         doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]

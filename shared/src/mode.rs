@@ -113,7 +113,7 @@ mod tests {
             arn: "arn".into(),
             name: "name".into(),
             rotation_enabled: enabled,
-            versions: HashMap::new(),
+            versions: Default::default(),
             tags: tag
                 .map(|t| HashMap::from([(MODE_TAG.to_owned(), t.to_owned())]))
                 .unwrap_or_default(),

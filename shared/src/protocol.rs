@@ -13,9 +13,9 @@ use crate::concurrent::{self, Decision};
 use crate::config::Config;
 use crate::error::{Result, RotationError};
 use crate::event::{RotationEvent, Step};
-use crate::events::OutcomePublisher;
 use crate::mode::{Caller, Mode};
 use crate::providers::{self, StepContext};
+use crate::publisher::EventPublisher;
 use crate::report::{Outcome, StepReport};
 use crate::secrets_manager::{SecretMetadata, SecretsManager, AWSCURRENT, AWSPENDING};
 
@@ -31,7 +31,7 @@ pub struct Engine {
     /// TLS for database connections.
     pub tls: Arc<ClientConfig>,
     /// Where rotation outcomes are published, when `ROTATION_EVENT_BUS` names a bus.
-    pub publisher: Option<OutcomePublisher>,
+    pub publisher: Option<EventPublisher>,
 }
 
 /// What a step learned about the secret and the rotation, for metrics and events, filled in as
@@ -64,7 +64,7 @@ impl Engine {
             publisher: config
                 .event_bus
                 .clone()
-                .map(|bus| OutcomePublisher::new(&aws, bus)),
+                .map(|bus| EventPublisher::new(&aws, bus)),
             aws,
             config,
             tls,

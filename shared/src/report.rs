@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Step;
 
-/// What a step did.
+/// What a step did (the `outcome` of its report and log line). How the step ended as part of a
+/// rotation, for metrics and events, is [`crate::telemetry::Status`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Outcome {

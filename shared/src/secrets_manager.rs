@@ -1,7 +1,7 @@
 //! A thin Secrets Manager client for the rotation protocol: every call passes VersionStage,
 //! wraps secret values in [`SecretString`] at once, and is counted.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
@@ -19,6 +19,9 @@ pub const AWSPENDING: &str = "AWSPENDING";
 /// Staging label of the version replaced by the last rotation.
 pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
 
+/// A secret's versions: version id to its staging labels, ordered by version id.
+pub type Labels = BTreeMap<String, Vec<String>>;
+
 /// What DescribeSecret tells the protocol about a secret.
 #[derive(Debug, Clone)]
 pub struct SecretMetadata {
@@ -29,7 +32,7 @@ pub struct SecretMetadata {
     /// Whether rotation is enabled.
     pub rotation_enabled: bool,
     /// Version id to staging labels.
-    pub versions: HashMap<String, Vec<String>>,
+    pub versions: Labels,
     /// The secret's tags.
     pub tags: HashMap<String, String>,
 }
@@ -100,7 +103,12 @@ impl SecretsManager {
             arn: out.arn().unwrap_or(secret_id).to_owned(),
             name: out.name().unwrap_or(secret_id).to_owned(),
             rotation_enabled: out.rotation_enabled().unwrap_or(false),
-            versions: out.version_ids_to_stages().cloned().unwrap_or_default(),
+            versions: out
+                .version_ids_to_stages()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
             tags: out
                 .tags()
                 .iter()
@@ -117,8 +125,8 @@ impl SecretsManager {
     /// ListSecretVersionIds with deprecated versions included: every version id with its
     /// labels (none for a deprecated version). DescribeSecret lists only versions that carry a
     /// label, so a version whose label another put took is seen only here.
-    pub async fn list_versions(&self, secret_id: &str) -> Result<HashMap<String, Vec<String>>> {
-        let mut versions = HashMap::new();
+    pub async fn list_versions(&self, secret_id: &str) -> Result<Labels> {
+        let mut versions = Labels::new();
         let mut next_token: Option<String> = None;
         loop {
             self.count();
@@ -282,6 +290,6 @@ where
     RotationError::SecretsManager {
         operation,
         secret: secret.to_owned(),
-        message: crate::aws_error::message(&err),
+        message: rotation_keyring::aws_error::message(&err),
     }
 }

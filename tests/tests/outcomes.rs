@@ -40,7 +40,7 @@ async fn subscribe(secrets: &[&str]) -> (aws_sdk_sqs::Client, String) {
         .expect("queue ARN")
         .to_owned();
     let pattern = json!({
-        "source": [rotation::outcome::EVENT_SOURCE],
+        "source": [rotation::telemetry::EVENT_SOURCE],
         "detail": {"secretArn": secrets},
     });
     events

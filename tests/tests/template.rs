@@ -690,11 +690,11 @@ fn the_functions_may_publish_only_their_outcome_source() {
             if statement_grants(&s, "events:PutEvents") {
                 assert_eq!(
                     s["Condition"],
-                    json!({"StringEquals": {"events:source": rotation::outcome::EVENT_SOURCE}}),
+                    json!({"StringEquals": {"events:source": rotation::telemetry::EVENT_SOURCE}}),
                     "{id}: {s}"
                 );
                 assert_ne!(
-                    rotation::outcome::EVENT_SOURCE,
+                    rotation::telemetry::EVENT_SOURCE,
                     rotation::compromise::request::SOURCE
                 );
             }

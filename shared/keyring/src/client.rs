@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 
 use crate::error::{KeyringError, Result};
 use crate::keyring::Keyring;
@@ -117,17 +117,9 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: fmt::Debug,
 {
-    let message = match &err {
-        SdkError::ServiceError(service) => format!(
-            "{}: {}",
-            service.err().code().unwrap_or("ServiceError"),
-            service.err().message().unwrap_or("no message")
-        ),
-        other => DisplayErrorContext(other).to_string(),
-    };
     KeyringError::SecretsManager {
         operation: "GetSecretValue",
         secret: secret.to_owned(),
-        message,
+        message: crate::aws_error::message(&err),
     }
 }

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod aws_error;
 pub mod ciphertext;
 pub mod client;
 pub mod error;

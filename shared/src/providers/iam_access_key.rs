@@ -48,7 +48,7 @@ where
     RotationError::Iam {
         operation,
         user: user.to_owned(),
-        message: crate::aws_error::message(&err),
+        message: rotation_keyring::aws_error::message(&err),
     }
 }
 
@@ -123,7 +123,7 @@ async fn own_account(ctx: &StepContext<'_>, user: &str) -> Result<String> {
         .map_err(|e| RotationError::Iam {
             operation: "sts:GetCallerIdentity (the function's own account)",
             user: user.to_owned(),
-            message: crate::aws_error::message(&e),
+            message: rotation_keyring::aws_error::message(&e),
         })?;
     out.account()
         .map(str::to_owned)
@@ -365,7 +365,7 @@ async fn caller_arn(ctx: &StepContext<'_>, secret: &IamSecret) -> Result<String,
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| crate::aws_error::message(&e))?;
+        .map_err(|e| rotation_keyring::aws_error::message(&e))?;
     out.arn()
         .map(str::to_owned)
         .ok_or_else(|| "GetCallerIdentity returned no ARN".to_owned())

@@ -29,7 +29,7 @@ where
 {
     RotationError::Rds {
         operation,
-        message: crate::aws_error::message(&err),
+        message: rotation_keyring::aws_error::message(&err),
     }
 }
 

@@ -1,9 +1,13 @@
 //! One message for any AWS SDK error: the service's code and message, or the transport
 //! failure with its causes. AWS services never echo secret values in their errors.
+//!
+//! It lives in this crate, the lowest of the workspace, so that the keyring's client and the
+//! `rotation` crate (which depends on this one) share it.
 
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
-/// The message of an SDK error, for [`crate::RotationError`] variants.
+/// The message of an SDK error: `Code: message` for a service error, else the transport
+/// failure with its causes.
 pub fn message<E, R>(err: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,

@@ -1,7 +1,8 @@
 //! What one step invocation tells the outside world about a rotation: the facts the functions
 //! log as metrics and publish as an EventBridge event. Never a secret value: names, ARNs, the
 //! version id, the provider, durations and the error's kind and message (which carry no secret,
-//! see [`crate::error`]).
+//! see [`crate::error`]). What the step did, as its invoker sees it, is [`crate::report`]; the
+//! events are sent by [`crate::publisher`].
 
 use serde_json::{json, Value};
 
@@ -39,7 +40,7 @@ impl Status {
 
 /// The facts about one step invocation that metrics and events carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepOutcome {
+pub struct StepTelemetry {
     /// How it ended.
     pub status: Status,
     /// The function that ran (`rotate`, `finish-secret`, ...).
@@ -68,7 +69,7 @@ pub struct StepOutcome {
     pub error_message: Option<String>,
 }
 
-impl StepOutcome {
+impl StepTelemetry {
     /// The secret's name for metric dimensions: its name, else the id the event gave.
     pub fn secret_label(&self) -> &str {
         self.secret_name.as_deref().unwrap_or(&self.secret_arn)
@@ -84,7 +85,7 @@ impl StepOutcome {
         }
     }
 
-    /// The event's `detail` (the schema is documented in the README).
+    /// The event's `detail` (the schema is documented in docs/outcomes.md).
     pub fn detail(&self) -> Value {
         json!({
             "status": self.status.as_str(),
@@ -109,8 +110,8 @@ pub(crate) mod tests {
     use super::*;
 
     /// A finished rotation's outcome.
-    pub(crate) fn succeeded() -> StepOutcome {
-        StepOutcome {
+    pub(crate) fn succeeded() -> StepTelemetry {
+        StepTelemetry {
             status: Status::Succeeded,
             function: "rotate",
             step: Step::Finish,

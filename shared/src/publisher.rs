@@ -8,19 +8,19 @@
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
 
-use crate::outcome::{StepOutcome, EVENT_SOURCE};
+use crate::telemetry::{StepTelemetry, EVENT_SOURCE};
 
-/// Publishes outcome events to one event bus.
+/// Publishes the outcome events of [`StepTelemetry`] to one event bus.
 #[derive(Debug, Clone)]
-pub struct OutcomePublisher {
+pub struct EventPublisher {
     client: Client,
     bus: String,
 }
 
-impl OutcomePublisher {
+impl EventPublisher {
     /// A publisher to `bus` (a name or an ARN).
     pub fn new(aws: &aws_config::SdkConfig, bus: String) -> Self {
-        OutcomePublisher {
+        EventPublisher {
             client: Client::new(aws),
             bus,
         }
@@ -28,7 +28,7 @@ impl OutcomePublisher {
 
     /// Publishes the outcome if it is a rotation outcome (succeeded or failed); logs a warning
     /// when EventBridge refuses it.
-    pub async fn publish(&self, outcome: &StepOutcome) {
+    pub async fn publish(&self, outcome: &StepTelemetry) {
         let Some(detail_type) = outcome.detail_type() else {
             return;
         };
