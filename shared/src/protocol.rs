@@ -391,3 +391,6 @@ async fn finish(
         .await?;
     Ok(Outcome::Done)
 }
+
+#[cfg(test)]
+mod tests;
