@@ -388,3 +388,6 @@ async fn finish(
         .await?;
     Ok(Outcome::Done)
 }
+
+#[cfg(test)]
+mod tests;

@@ -293,3 +293,211 @@ where
         message: rotation_keyring::aws_error::message(&err),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_secretsmanager::operation::get_secret_value::{
+        GetSecretValueError, GetSecretValueOutput,
+    };
+    use aws_sdk_secretsmanager::operation::list_secret_version_ids::ListSecretVersionIdsOutput;
+    use aws_sdk_secretsmanager::operation::update_secret_version_stage::{
+        UpdateSecretVersionStageError, UpdateSecretVersionStageOutput,
+    };
+    use aws_sdk_secretsmanager::types::error::{
+        InvalidRequestException, ResourceNotFoundException,
+    };
+    use aws_sdk_secretsmanager::types::SecretVersionsListEntry;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+    use aws_smithy_types::Blob;
+
+    use super::*;
+
+    const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:app-AbCdEf";
+    const TOKEN: &str = "11111111-1111-4111-8111-111111111111";
+
+    /// A client answering with `rules`, in order, and nothing else (Sequential: a call out of
+    /// order, with other parameters or past the last rule panics).
+    fn client(rules: &[&Rule]) -> SecretsManager {
+        SecretsManager::new(mock_client!(
+            aws_sdk_secretsmanager,
+            RuleMode::Sequential,
+            rules.iter().copied()
+        ))
+    }
+
+    fn assert_all_called(rules: &[&Rule]) {
+        for (i, rule) in rules.iter().enumerate() {
+            assert_eq!(rule.num_calls(), 1, "rule {i}");
+        }
+    }
+
+    /// One page of ListSecretVersionIds, asked for with `token`, pointing to `next`.
+    fn page(
+        token: Option<&'static str>,
+        versions: &'static [(&'static str, &'static [&'static str])],
+        next: Option<&'static str>,
+    ) -> Rule {
+        mock!(Client::list_secret_version_ids)
+            .match_requests(move |req| {
+                req.secret_id() == Some(ARN)
+                    && req.include_deprecated() == Some(true)
+                    && req.next_token() == token
+            })
+            .then_output(move || {
+                ListSecretVersionIdsOutput::builder()
+                    .set_versions(Some(
+                        versions
+                            .iter()
+                            .map(|(id, stages)| {
+                                SecretVersionsListEntry::builder()
+                                    .version_id(*id)
+                                    .set_version_stages(Some(
+                                        stages.iter().map(|s| (*s).to_owned()).collect(),
+                                    ))
+                                    .build()
+                            })
+                            .collect(),
+                    ))
+                    .set_next_token(next.map(str::to_owned))
+                    .build()
+            })
+    }
+
+    fn get_pending() -> aws_smithy_mocks::RuleBuilder<
+        aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueInput,
+        GetSecretValueOutput,
+        GetSecretValueError,
+    > {
+        mock!(Client::get_secret_value).match_requests(|req| {
+            req.secret_id() == Some(ARN)
+                && req.version_id() == Some(TOKEN)
+                && req.version_stage() == Some(AWSPENDING)
+        })
+    }
+
+    #[tokio::test]
+    async fn list_versions_follows_every_page_and_keeps_unlabelled_versions() {
+        let rules = [
+            page(None, &[("a", &[AWSCURRENT]), ("b", &[])], Some("page-2")),
+            page(Some("page-2"), &[("c", &[AWSPENDING])], None),
+        ];
+        let sm = client(&rules.each_ref());
+        let versions = sm.list_versions(ARN).await.unwrap();
+        assert_all_called(&rules.each_ref());
+        assert_eq!(versions.len(), 3);
+        assert_eq!(versions["a"], [AWSCURRENT]);
+        assert!(versions["b"].is_empty(), "a deprecated version is listed");
+        assert_eq!(versions["c"], [AWSPENDING]);
+        assert_eq!(sm.calls(), 2, "one call per page");
+    }
+
+    #[tokio::test]
+    async fn a_version_without_a_value_is_none_and_required_it_is_an_error_naming_the_label() {
+        let rules = [
+            get_pending().then_error(|| {
+                GetSecretValueError::ResourceNotFoundException(
+                    ResourceNotFoundException::builder().build(),
+                )
+            }),
+            get_pending().then_error(|| {
+                GetSecretValueError::ResourceNotFoundException(
+                    ResourceNotFoundException::builder().build(),
+                )
+            }),
+        ];
+        let sm = client(&rules.each_ref());
+        assert!(sm
+            .get_value(ARN, Some(TOKEN), AWSPENDING)
+            .await
+            .unwrap()
+            .is_none());
+        let err = sm
+            .require_value(ARN, Some(TOKEN), AWSPENDING)
+            .await
+            .unwrap_err();
+        assert_all_called(&rules.each_ref());
+        assert_eq!(err.kind(), "SecretsManager");
+        assert_eq!(
+            err.to_string(),
+            format!("Secrets Manager GetSecretValue on {ARN} failed: version {TOKEN} with label AWSPENDING has no value")
+        );
+        assert_eq!(sm.calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_binary_version_is_refused_without_its_bytes() {
+        let rule = get_pending().then_output(|| {
+            GetSecretValueOutput::builder()
+                .secret_binary(Blob::new("binary-secret-bytes"))
+                .build()
+        });
+        let err = client(&[&rule])
+            .get_value(ARN, Some(TOKEN), AWSPENDING)
+            .await
+            .unwrap_err();
+        assert_eq!(rule.num_calls(), 1);
+        assert_eq!(err.kind(), "InvalidSecret");
+        assert_eq!(
+            err.to_string(),
+            format!("secret {ARN} (AWSPENDING): the version holds a binary secret; rotation needs a JSON SecretString")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_value_is_wrapped_and_its_creation_date_remembered_by_label() {
+        let created = DateTime::from_secs(1_700_000_000);
+        let rule = get_pending().then_output(move || {
+            GetSecretValueOutput::builder()
+                .secret_string(r#"{"provider":"keyring"}"#)
+                .created_date(created)
+                .build()
+        });
+        let sm = client(&[&rule]);
+        let value = sm.get_value(ARN, Some(TOKEN), AWSPENDING).await.unwrap();
+        assert_eq!(value.unwrap().expose_secret(), r#"{"provider":"keyring"}"#);
+        assert_eq!(sm.created_date(ARN, AWSPENDING), Some(created));
+        assert_eq!(sm.created_date(ARN, AWSCURRENT), None);
+    }
+
+    #[tokio::test]
+    async fn a_service_error_names_the_operation_and_the_services_code() {
+        let rules = [
+            mock!(Client::update_secret_version_stage)
+                .match_requests(|req| {
+                    req.version_stage() == Some(AWSCURRENT)
+                        && req.move_to_version_id() == Some(TOKEN)
+                        && req.remove_from_version_id().is_none()
+                })
+                .then_error(|| {
+                    UpdateSecretVersionStageError::InvalidRequestException(
+                        InvalidRequestException::builder()
+                            .message("the version is not attached")
+                            .meta(
+                                aws_sdk_secretsmanager::error::ErrorMetadata::builder()
+                                    .code("InvalidRequestException")
+                                    .message("the version is not attached")
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                }),
+            mock!(Client::update_secret_version_stage)
+                .then_output(|| UpdateSecretVersionStageOutput::builder().build()),
+        ];
+        let sm = client(&rules.each_ref());
+        let err = sm
+            .move_stage(ARN, AWSCURRENT, Some(TOKEN), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "SecretsManager");
+        assert_eq!(
+            err.to_string(),
+            format!("Secrets Manager UpdateSecretVersionStage on {ARN} failed: InvalidRequestException: the version is not attached")
+        );
+        sm.move_stage(ARN, AWSPENDING, None, Some(TOKEN))
+            .await
+            .unwrap();
+        assert_all_called(&rules.each_ref());
+        assert_eq!(sm.calls(), 2, "a failed call is counted too");
+    }
+}
