@@ -1,39 +1,34 @@
 //! Function configuration, read once per process from environment variables.
 
+pub mod variables;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Result, RotationError};
 use crate::password::PasswordPolicy;
+use variables::Variable;
 
-/// Environment variable: extra PEM file of CA certificates trusted for database TLS, on top of
-/// the system roots and the Amazon RDS CA bundle compiled into the binary.
-pub const ENV_DB_CA_FILE: &str = "ROTATION_DB_CA_FILE";
-/// Environment variable: seconds allowed for one database connection (TCP, TLS and login).
-pub const ENV_DB_CONNECT_TIMEOUT: &str = "ROTATION_DB_CONNECT_TIMEOUT_SECONDS";
-/// Environment variable: seconds allowed for one database statement once logged in (a
-/// connection that accepts and then hangs fails within this bound).
-pub const ENV_DB_STATEMENT_TIMEOUT: &str = "ROTATION_DB_STATEMENT_TIMEOUT_SECONDS";
-/// Environment variable: seconds allowed for one attempt of an AWS API call (the SDK retries
-/// a timed-out attempt while attempts and the operation timeout allow).
-pub const ENV_AWS_ATTEMPT_TIMEOUT: &str = "ROTATION_AWS_ATTEMPT_TIMEOUT_SECONDS";
-/// Environment variable: seconds allowed for one AWS API call, all retries included.
-pub const ENV_AWS_OPERATION_TIMEOUT: &str = "ROTATION_AWS_OPERATION_TIMEOUT_SECONDS";
-/// Environment variable: milliseconds createSecret waits after its put, where nothing reserved
-/// the rotation (workflow mode, the local driver), before it re-reads the labels to settle a
-/// race with a concurrent rotation (see [`crate::concurrent`]).
-pub const ENV_RACE_SETTLE: &str = "ROTATION_RACE_SETTLE_MILLISECONDS";
+/// Environment variable [`variables::DB_CA_FILE`].
+pub const ENV_DB_CA_FILE: &str = variables::DB_CA_FILE.name;
+/// Environment variable [`variables::DB_CONNECT_TIMEOUT`].
+pub const ENV_DB_CONNECT_TIMEOUT: &str = variables::DB_CONNECT_TIMEOUT.name;
+/// Environment variable [`variables::DB_STATEMENT_TIMEOUT`].
+pub const ENV_DB_STATEMENT_TIMEOUT: &str = variables::DB_STATEMENT_TIMEOUT.name;
+/// Environment variable [`variables::AWS_ATTEMPT_TIMEOUT`].
+pub const ENV_AWS_ATTEMPT_TIMEOUT: &str = variables::AWS_ATTEMPT_TIMEOUT.name;
+/// Environment variable [`variables::AWS_OPERATION_TIMEOUT`].
+pub const ENV_AWS_OPERATION_TIMEOUT: &str = variables::AWS_OPERATION_TIMEOUT.name;
+/// Environment variable [`variables::RACE_SETTLE`].
+pub const ENV_RACE_SETTLE: &str = variables::RACE_SETTLE.name;
 /// The bound on opening a connection to an AWS endpoint (the SDK's default).
 const AWS_CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
-/// Environment variable: where to connect instead of a secret's (or RDS's) endpoint, as
-/// `PATTERN:PORT=HOST:PORT` entries separated by commas or semicolons; PATTERN may start with `*.` (for
-/// example a tunnel, or the local stack standing in for RDS).
-pub const ENV_DB_HOST_OVERRIDES: &str = "ROTATION_DB_HOST_OVERRIDES";
-/// Environment variable: the longest MySQL user name (AWS's templates: 16).
-pub const ENV_USERNAME_LIMIT: &str = "USERNAME_CHARACTER_LIMIT";
-/// Environment variable: seconds to wait for an RDS instance or cluster to be available again
-/// after its master password changed.
-pub const ENV_RDS_WAIT: &str = "ROTATION_RDS_WAIT_SECONDS";
+/// Environment variable [`variables::DB_HOST_OVERRIDES`].
+pub const ENV_DB_HOST_OVERRIDES: &str = variables::DB_HOST_OVERRIDES.name;
+/// Environment variable [`variables::USERNAME_LIMIT`].
+pub const ENV_USERNAME_LIMIT: &str = variables::USERNAME_LIMIT.name;
+/// Environment variable [`variables::RDS_WAIT`].
+pub const ENV_RDS_WAIT: &str = variables::RDS_WAIT.name;
 
 /// One entry of [`ENV_DB_HOST_OVERRIDES`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,29 +84,26 @@ fn parse_overrides(raw: &str) -> Result<Vec<HostOverride>> {
         .collect()
 }
 
-/// Environment variable: `true` makes createSecret refuse to revoke an IAM access key used
-/// since the previous rotation finished (a secret's `strictRevocation` overrides it).
-pub const ENV_IAM_STRICT_REVOCATION: &str = "ROTATION_IAM_STRICT_REVOCATION";
-/// Environment variable: seconds setSecret waits for IAM to accept a new access key.
-pub const ENV_IAM_PROPAGATION_TIMEOUT: &str = "ROTATION_IAM_PROPAGATION_TIMEOUT_SECONDS";
+/// Environment variable [`variables::IAM_STRICT_REVOCATION`].
+pub const ENV_IAM_STRICT_REVOCATION: &str = variables::IAM_STRICT_REVOCATION.name;
+/// Environment variable [`variables::IAM_PROPAGATION_TIMEOUT`].
+pub const ENV_IAM_PROPAGATION_TIMEOUT: &str = variables::IAM_PROPAGATION_TIMEOUT.name;
 
-/// Environment variable: the EventBridge event bus (name or ARN) that receives one event per
-/// rotation outcome. Unset or empty: no event is published.
-pub const ENV_EVENT_BUS: &str = "ROTATION_EVENT_BUS";
-/// Environment variable: the CloudWatch namespace of the metrics the functions log in Embedded
-/// Metric Format.
-pub const ENV_METRICS_NAMESPACE: &str = "ROTATION_METRICS_NAMESPACE";
+/// Environment variable [`variables::EVENT_BUS`].
+pub const ENV_EVENT_BUS: &str = variables::EVENT_BUS.name;
+/// Environment variable [`variables::METRICS_NAMESPACE`].
+pub const ENV_METRICS_NAMESPACE: &str = variables::METRICS_NAMESPACE.name;
 /// The metrics namespace when [`ENV_METRICS_NAMESPACE`] is unset.
-pub const DEFAULT_METRICS_NAMESPACE: &str = "SecretRotation";
+pub const DEFAULT_METRICS_NAMESPACE: &str = match variables::METRICS_NAMESPACE.default_text() {
+    Some(namespace) => namespace,
+    None => panic!("the metrics namespace has a default"),
+};
 
-/// Environment variable (compromise function): most secrets one incident may rotate; an event
-/// selecting more is refused before anything rotates.
-pub const ENV_COMPROMISE_MAX_SECRETS: &str = "ROTATION_COMPROMISE_MAX_SECRETS";
-/// Environment variable (compromise function): most versions a secret may gain in an hour
-/// (rotations and puts, counted from the versions' creation dates); a response that would pass
-/// it is refused for that secret before it rotates.
+/// Environment variable [`variables::COMPROMISE_MAX_SECRETS`].
+pub const ENV_COMPROMISE_MAX_SECRETS: &str = variables::COMPROMISE_MAX_SECRETS.name;
+/// Environment variable [`variables::COMPROMISE_MAX_ROTATIONS_PER_HOUR`].
 pub const ENV_COMPROMISE_MAX_ROTATIONS_PER_HOUR: &str =
-    "ROTATION_COMPROMISE_MAX_ROTATIONS_PER_HOUR";
+    variables::COMPROMISE_MAX_ROTATIONS_PER_HOUR.name;
 
 /// Everything a step needs to know that does not come from the event or the secret.
 #[derive(Debug, Clone)]
@@ -154,54 +146,16 @@ impl Config {
 
     /// Reads the configuration through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let number =
-            |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| -> Result<u64> {
-                match lookup(name) {
-                    None => Ok(default),
-                    Some(raw) => raw
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|n| range.contains(n))
-                        .ok_or_else(|| {
-                            RotationError::Config(format!(
-                                "{name} must be a whole number from {} to {}, got {raw:?}",
-                                range.start(),
-                                range.end()
-                            ))
-                        }),
-                }
-            };
-        let iam_strict_revocation = match lookup(ENV_IAM_STRICT_REVOCATION) {
-            None => false,
-            Some(raw) => match raw.trim().to_ascii_lowercase().as_str() {
-                "true" => true,
-                "false" | "" => false,
-                _ => {
-                    return Err(RotationError::Config(format!(
-                        "{ENV_IAM_STRICT_REVOCATION} must be true or false, got {raw:?}"
-                    )))
-                }
-            },
-        };
-        let iam_propagation_timeout = match lookup(ENV_IAM_PROPAGATION_TIMEOUT) {
-            None => Duration::from_secs(30),
-            Some(raw) => match raw.trim().parse::<u64>() {
-                Ok(secs) if (1..=600).contains(&secs) => Duration::from_secs(secs),
-                _ => {
-                    return Err(RotationError::Config(format!(
-                        "{ENV_IAM_PROPAGATION_TIMEOUT} must be a whole number of seconds from 1 to 600, got {raw:?}"
-                    )))
-                }
-            },
-        };
-        let db_connect_timeout = Duration::from_secs(number(ENV_DB_CONNECT_TIMEOUT, 5, 1..=300)?);
-        let db_statement_timeout =
-            Duration::from_secs(number(ENV_DB_STATEMENT_TIMEOUT, 30, 1..=600)?);
-        let aws_attempt_timeout =
-            Duration::from_secs(number(ENV_AWS_ATTEMPT_TIMEOUT, 10, 1..=300)?);
-        let aws_operation_timeout =
-            Duration::from_secs(number(ENV_AWS_OPERATION_TIMEOUT, 30, 1..=900)?);
+        let number = |variable: &Variable| variable.number(&lookup).map_err(RotationError::Config);
+        let seconds = |variable: &Variable| number(variable).map(Duration::from_secs);
+        let iam_strict_revocation = variables::IAM_STRICT_REVOCATION
+            .flag(&lookup)
+            .map_err(RotationError::Config)?;
+        let iam_propagation_timeout = seconds(&variables::IAM_PROPAGATION_TIMEOUT)?;
+        let db_connect_timeout = seconds(&variables::DB_CONNECT_TIMEOUT)?;
+        let db_statement_timeout = seconds(&variables::DB_STATEMENT_TIMEOUT)?;
+        let aws_attempt_timeout = seconds(&variables::AWS_ATTEMPT_TIMEOUT)?;
+        let aws_operation_timeout = seconds(&variables::AWS_OPERATION_TIMEOUT)?;
         if aws_operation_timeout < aws_attempt_timeout {
             return Err(RotationError::Config(format!(
                 "{ENV_AWS_OPERATION_TIMEOUT} ({} s) must not be shorter than {ENV_AWS_ATTEMPT_TIMEOUT} ({} s)",
@@ -221,13 +175,13 @@ impl Config {
                 name.to_owned()
             }
         };
-        let race_settle = Duration::from_millis(number(ENV_RACE_SETTLE, 1000, 0..=60_000)?);
+        let race_settle = Duration::from_millis(number(&variables::RACE_SETTLE)?);
         Ok(Config {
             race_settle,
             db_host_overrides: parse_overrides(&lookup(ENV_DB_HOST_OVERRIDES).unwrap_or_default())?,
-            mysql_username_limit: usize::try_from(number(ENV_USERNAME_LIMIT, 16, 1..=255)?)
-                .unwrap_or(16),
-            rds_wait: Duration::from_secs(number(ENV_RDS_WAIT, 600, 1..=3600)?),
+            mysql_username_limit: usize::try_from(number(&variables::USERNAME_LIMIT)?)
+                .unwrap_or(usize::MAX),
+            rds_wait: seconds(&variables::RDS_WAIT)?,
             password: PasswordPolicy::from_lookup(&lookup)?,
             db_ca_file: lookup(ENV_DB_CA_FILE)
                 .filter(|p| !p.trim().is_empty())
@@ -263,26 +217,13 @@ impl Config {
             .await
     }
 
-    /// The endpoint to connect to: `endpoint`, or where an override sends it.
-    pub fn endpoint_for(
-        &self,
-        endpoint: crate::providers::database_secret::Endpoint,
-    ) -> crate::providers::database_secret::Endpoint {
-        match self
-            .db_host_overrides
+    /// The override for connections to `host` and `port`, if one matches (the first).
+    /// [`Config::endpoint_for`], beside the endpoint type in
+    /// [`crate::providers::database_secret`], applies it.
+    pub fn host_override(&self, host: &str, port: u16) -> Option<&HostOverride> {
+        self.db_host_overrides
             .iter()
-            .find(|o| o.matches(&endpoint.host, endpoint.port))
-        {
-            Some(o) => {
-                tracing::debug!(from = %endpoint.display(), to_host = %o.to_host, to_port = o.to_port, "endpoint overridden by {ENV_DB_HOST_OVERRIDES}");
-                crate::providers::database_secret::Endpoint {
-                    host: o.to_host.clone(),
-                    port: o.to_port,
-                    ..endpoint
-                }
-            }
-            None => endpoint,
-        }
+            .find(|o| o.matches(host, port))
     }
 }
 

@@ -17,6 +17,8 @@ use lambda_runtime::tracing::subscriber::registry::LookupSpan;
 use lambda_runtime::tracing::subscriber::util::SubscriberInitExt;
 use tracing::{Metadata, Subscriber};
 
+use crate::config::variables;
+
 /// Targets capped whatever the configured level, with why:
 /// - `lambda_runtime::layers::api_response` logs every raw event at TRACE, and a rotation
 ///   event carries its `RotationToken`;
@@ -57,7 +59,7 @@ pub fn cap() -> FilterFn<fn(&Metadata<'_>) -> bool> {
 /// `RUST_LOG` (a level or directives), else INFO.
 pub fn filter() -> EnvFilter {
     filter_for(
-        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
+        std::env::var(variables::LOG_LEVEL.name).ok().as_deref(),
         std::env::var("RUST_LOG").ok().as_deref(),
     )
 }
@@ -103,7 +105,7 @@ where
 
 /// Installs the subscriber for a function's process (once, at start).
 pub fn init() {
-    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT")
+    let json = std::env::var(variables::LOG_FORMAT.name)
         .is_ok_and(|format| format.eq_ignore_ascii_case("json"));
     subscriber(filter(), json, std::io::stdout).init();
 }

@@ -6,42 +6,49 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::TryRngCore;
 use secrecy::SecretString;
 
+use crate::config::variables::{
+    Variable, EXCLUDE_CHARACTERS, EXCLUDE_LOWERCASE, EXCLUDE_NUMBERS, EXCLUDE_PUNCTUATION,
+    EXCLUDE_UPPERCASE, PASSWORD_LENGTH, REQUIRE_EACH_INCLUDED_TYPE,
+};
 use crate::error::{Result, RotationError};
 
 /// The punctuation GetRandomPassword draws from.
 pub const PUNCTUATION: &str = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
 /// Characters AWS's PostgreSQL template excludes by default (they break connection strings).
-pub const DEFAULT_EXCLUDE_CHARACTERS: &str = ":/@\"'\\";
+pub const DEFAULT_EXCLUDE_CHARACTERS: &str = match EXCLUDE_CHARACTERS.default_text() {
+    Some(characters) => characters,
+    None => panic!("EXCLUDE_CHARACTERS has a default"),
+};
 
 /// How passwords are generated: the same knobs as AWS's templates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswordPolicy {
-    /// PASSWORD_LENGTH (default 32).
+    /// [`PASSWORD_LENGTH`].
     pub length: usize,
-    /// EXCLUDE_CHARACTERS (default `:/@"'\`).
+    /// [`EXCLUDE_CHARACTERS`].
     pub exclude_characters: String,
-    /// EXCLUDE_NUMBERS.
+    /// [`EXCLUDE_NUMBERS`].
     pub exclude_numbers: bool,
-    /// EXCLUDE_PUNCTUATION.
+    /// [`EXCLUDE_PUNCTUATION`].
     pub exclude_punctuation: bool,
-    /// EXCLUDE_UPPERCASE.
+    /// [`EXCLUDE_UPPERCASE`].
     pub exclude_uppercase: bool,
-    /// EXCLUDE_LOWERCASE.
+    /// [`EXCLUDE_LOWERCASE`].
     pub exclude_lowercase: bool,
-    /// REQUIRE_EACH_INCLUDED_TYPE (default true).
+    /// [`REQUIRE_EACH_INCLUDED_TYPE`].
     pub require_each_included_type: bool,
 }
 
 impl Default for PasswordPolicy {
     fn default() -> Self {
         PasswordPolicy {
-            length: 32,
+            length: PASSWORD_LENGTH.default_number() as usize,
             exclude_characters: DEFAULT_EXCLUDE_CHARACTERS.to_owned(),
-            exclude_numbers: false,
-            exclude_punctuation: false,
-            exclude_uppercase: false,
-            exclude_lowercase: false,
-            require_each_included_type: true,
+            exclude_numbers: EXCLUDE_NUMBERS.default_flag(),
+            exclude_punctuation: EXCLUDE_PUNCTUATION.default_flag(),
+            exclude_uppercase: EXCLUDE_UPPERCASE.default_flag(),
+            exclude_lowercase: EXCLUDE_LOWERCASE.default_flag(),
+            require_each_included_type: REQUIRE_EACH_INCLUDED_TYPE.default_flag(),
         }
     }
 }
@@ -49,38 +56,19 @@ impl Default for PasswordPolicy {
 impl PasswordPolicy {
     /// Reads the policy through `lookup`, naming the variable whose value is invalid.
     pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let defaults = PasswordPolicy::default();
-        let flag = |name: &str, default: bool| -> Result<bool> {
-            match lookup(name) {
-                None => Ok(default),
-                Some(raw) => match raw.trim().to_ascii_lowercase().as_str() {
-                    "true" => Ok(true),
-                    "false" | "" => Ok(false),
-                    _ => Err(RotationError::Config(format!(
-                        "{name} must be true or false, got {raw:?}"
-                    ))),
-                },
-            }
-        };
-        let length = match lookup("PASSWORD_LENGTH") {
-            None => defaults.length,
-            Some(raw) => match raw.trim().parse::<usize>() {
-                Ok(n) if (4..=4096).contains(&n) => n,
-                _ => {
-                    return Err(RotationError::Config(format!(
-                        "PASSWORD_LENGTH must be a whole number from 4 to 4096, got {raw:?}"
-                    )))
-                }
-            },
-        };
+        let flag = |variable: &Variable| variable.flag(lookup).map_err(RotationError::Config);
+        let length = PASSWORD_LENGTH
+            .number(lookup)
+            .map_err(RotationError::Config)?;
         let policy = PasswordPolicy {
-            length,
-            exclude_characters: lookup("EXCLUDE_CHARACTERS").unwrap_or(defaults.exclude_characters),
-            exclude_numbers: flag("EXCLUDE_NUMBERS", false)?,
-            exclude_punctuation: flag("EXCLUDE_PUNCTUATION", false)?,
-            exclude_uppercase: flag("EXCLUDE_UPPERCASE", false)?,
-            exclude_lowercase: flag("EXCLUDE_LOWERCASE", false)?,
-            require_each_included_type: flag("REQUIRE_EACH_INCLUDED_TYPE", true)?,
+            length: usize::try_from(length).unwrap_or(usize::MAX),
+            exclude_characters: lookup(EXCLUDE_CHARACTERS.name)
+                .unwrap_or_else(|| DEFAULT_EXCLUDE_CHARACTERS.to_owned()),
+            exclude_numbers: flag(&EXCLUDE_NUMBERS)?,
+            exclude_punctuation: flag(&EXCLUDE_PUNCTUATION)?,
+            exclude_uppercase: flag(&EXCLUDE_UPPERCASE)?,
+            exclude_lowercase: flag(&EXCLUDE_LOWERCASE)?,
+            require_each_included_type: flag(&REQUIRE_EACH_INCLUDED_TYPE)?,
         };
         policy.classes()?;
         Ok(policy)

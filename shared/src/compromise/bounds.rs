@@ -6,13 +6,17 @@
 use std::time::{Duration, SystemTime};
 
 use super::error::CompromiseError;
+use crate::config::variables::{
+    Variable, COMPROMISE_MAX_ROTATIONS_PER_HOUR, COMPROMISE_MAX_SECRETS,
+};
 use crate::config::{ENV_COMPROMISE_MAX_ROTATIONS_PER_HOUR, ENV_COMPROMISE_MAX_SECRETS};
 
 /// Secrets one incident may rotate when [`ENV_COMPROMISE_MAX_SECRETS`] is unset.
-pub const DEFAULT_MAX_SECRETS: usize = 20;
+pub const DEFAULT_MAX_SECRETS: usize = COMPROMISE_MAX_SECRETS.default_number() as usize;
 /// Versions a secret may gain per hour when [`ENV_COMPROMISE_MAX_ROTATIONS_PER_HOUR`] is
 /// unset: enough for a dual-phase response (2) on top of an hourly schedule and a retry.
-pub const DEFAULT_MAX_ROTATIONS_PER_HOUR: usize = 4;
+pub const DEFAULT_MAX_ROTATIONS_PER_HOUR: usize =
+    COMPROMISE_MAX_ROTATIONS_PER_HOUR.default_number() as usize;
 /// The window of the per-secret bound.
 pub const WINDOW: Duration = Duration::from_secs(3600);
 
@@ -42,26 +46,15 @@ impl Bounds {
 
     /// The bounds through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, CompromiseError> {
-        let number = |name: &str, default: usize, max: usize| match lookup(name) {
-            None => Ok(default),
-            Some(raw) => raw
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=max).contains(n))
-                .ok_or_else(|| {
-                    CompromiseError::Configuration(format!(
-                        "{name} must be a whole number from 1 to {max}, got {raw:?}"
-                    ))
-                }),
+        let number = |variable: &Variable| {
+            variable
+                .number(&lookup)
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+                .map_err(CompromiseError::Configuration)
         };
         Ok(Bounds {
-            max_secrets: number(ENV_COMPROMISE_MAX_SECRETS, DEFAULT_MAX_SECRETS, 1000)?,
-            max_rotations_per_hour: number(
-                ENV_COMPROMISE_MAX_ROTATIONS_PER_HOUR,
-                DEFAULT_MAX_ROTATIONS_PER_HOUR,
-                100,
-            )?,
+            max_secrets: number(&COMPROMISE_MAX_SECRETS)?,
+            max_rotations_per_hour: number(&COMPROMISE_MAX_ROTATIONS_PER_HOUR)?,
         })
     }
 

@@ -17,17 +17,18 @@ use super::bounds::Bounds;
 use super::error::CompromiseError;
 use super::incident::{Incident, RECORD_TAG};
 use super::plan::SecretPlan;
+use crate::config::variables;
 use crate::error::RotationError;
 use crate::event::{RotationContext, RotationEvent, Step};
 use crate::mode::{Caller, Mode};
 use crate::secrets_manager::{SecretMetadata, SecretsManager, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 
-/// Environment variable: the workflow's state machine, for workflow mode secrets.
-pub const ENV_STATE_MACHINE_ARN: &str = "ROTATION_STATE_MACHINE_ARN";
-/// Environment variable (local stack only): the Lambda Invoke API serving the functions.
-pub const ENV_LOCAL_LAMBDA_ENDPOINT: &str = "ROTATION_LOCAL_LAMBDA_ENDPOINT";
-/// Environment variable: seconds one rotation may take before the response gives up on it.
-pub const ENV_TIMEOUT: &str = "ROTATION_COMPROMISE_TIMEOUT_SECONDS";
+/// Environment variable [`variables::STATE_MACHINE_ARN`].
+pub const ENV_STATE_MACHINE_ARN: &str = variables::STATE_MACHINE_ARN.name;
+/// Environment variable [`variables::LOCAL_LAMBDA_ENDPOINT`].
+pub const ENV_LOCAL_LAMBDA_ENDPOINT: &str = variables::LOCAL_LAMBDA_ENDPOINT.name;
+/// Environment variable [`variables::COMPROMISE_TIMEOUT`].
+pub const ENV_TIMEOUT: &str = variables::COMPROMISE_TIMEOUT.name;
 
 /// How rotations are started.
 #[derive(Debug, Clone)]
@@ -90,17 +91,10 @@ impl Runner {
         aws: &aws_config::SdkConfig,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, CompromiseError> {
-        let timeout = match lookup(ENV_TIMEOUT) {
-            None => Duration::from_secs(600),
-            Some(raw) => match raw.trim().parse::<u64>() {
-                Ok(secs) if (1..=900).contains(&secs) => Duration::from_secs(secs),
-                _ => {
-                    return Err(CompromiseError::Configuration(format!(
-                        "{ENV_TIMEOUT} must be a whole number of seconds from 1 to 900, got {raw:?}"
-                    )))
-                }
-            },
-        };
+        let timeout = variables::COMPROMISE_TIMEOUT
+            .number(&lookup)
+            .map(Duration::from_secs)
+            .map_err(CompromiseError::Configuration)?;
         let nonempty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let start = match nonempty(ENV_LOCAL_LAMBDA_ENDPOINT) {
             Some(endpoint) => Start::Local {

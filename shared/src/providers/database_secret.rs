@@ -9,8 +9,13 @@ use std::fmt;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
+use crate::config::{Config, ENV_DB_HOST_OVERRIDES};
 use crate::error::{Result, RotationError};
 use crate::event::json_type_name;
+
+/// Internal key listing the fields RDS discovery ([`super::rds`]) added, so that the next
+/// version of the secret carries only what the user wrote (a NUL-prefixed key no secret uses).
+pub const DISCOVERED: &str = "\u{0}discovered";
 
 /// Whether the database connection uses TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +87,25 @@ impl Endpoint {
     /// `host:port`, for messages.
     pub fn display(&self) -> String {
         format!("{}:{}", self.host, self.port)
+    }
+}
+
+impl Config {
+    /// The endpoint to connect to: `endpoint`, or where an override
+    /// ([`crate::config::ENV_DB_HOST_OVERRIDES`]) sends it. It lives beside [`Endpoint`] so
+    /// that the configuration depends on no provider.
+    pub fn endpoint_for(&self, endpoint: Endpoint) -> Endpoint {
+        match self.host_override(&endpoint.host, endpoint.port) {
+            Some(o) => {
+                tracing::debug!(from = %endpoint.display(), to_host = %o.to_host, to_port = o.to_port, "endpoint overridden by {ENV_DB_HOST_OVERRIDES}");
+                Endpoint {
+                    host: o.to_host.clone(),
+                    port: o.to_port,
+                    ..endpoint
+                }
+            }
+            None => endpoint,
+        }
     }
 }
 
@@ -272,7 +296,7 @@ impl DatabaseSecret {
         let mut fields = fields;
         fields.remove("password");
         // Values RDS discovery added are used for this step, not carried into the next version.
-        if let Some(Value::Array(added)) = fields.remove(super::rds::DISCOVERED) {
+        if let Some(Value::Array(added)) = fields.remove(DISCOVERED) {
             for key in added.iter().filter_map(Value::as_str) {
                 fields.remove(key);
             }

@@ -9,13 +9,9 @@ use aws_sdk_rds::error::{ProvideErrorMetadata, SdkError};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
-use super::database_secret::{DatabaseSecret, FieldReader};
+use super::database_secret::{DatabaseSecret, FieldReader, DISCOVERED};
 use super::StepContext;
 use crate::error::{Result, RotationError};
-
-/// Internal key listing the fields discovery added, so that the next version of the secret
-/// carries only what the user wrote (a NUL-prefixed key no secret uses).
-pub const DISCOVERED: &str = "\u{0}discovered";
 
 /// Tag RDS puts on a master secret it manages for a DB instance.
 pub const TAG_PRIMARY_INSTANCE: &str = "aws:rds:primarydbinstancearn";
