@@ -24,7 +24,7 @@ cd "$root/fuzz"
 seconds=${FUZZ_SECONDS:-25}
 rss_mb=${FUZZ_RSS_MB:-1024}
 build=${FUZZ_BUILD:---dev}
-command -v cargo-fuzz >/dev/null 2>&1 || { echo "cargo-fuzz is missing: run scripts/setup.sh" >&2; exit 1; }
+command -v cargo-fuzz >/dev/null 2>&1 || { echo "cargo-fuzz is missing: run scripts/setup.sh --test-tools" >&2; exit 1; }
 if [ "$#" -gt 0 ]; then targets=("$@"); else mapfile -t targets < <(cargo fuzz list); fi
 cargo fuzz build "$build" -s none
 total=0

@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs, idempotently: a project-local Python venv with moto's
 # server and cargo-lambda (from PyPI), PostgreSQL and MariaDB servers from Debian's packages
-# when none is installed, openssl, and cargo-fuzz and cargo-deny. Every step is skipped when its
-# result is already there.
+# when none is installed, and openssl. With --test-tools (scripts/test.sh) also cargo-fuzz and
+# cargo-deny, which only the tests use. Every step is skipped when its result is already there.
+#
+#   scripts/setup.sh               what the local stack and the main job need
+#   scripts/setup.sh --test-tools  that, and the tools of the test suite
 set -euo pipefail
+test_tools=false
+case "${1:-}" in
+  --test-tools) test_tools=true ;;
+  "") ;;
+  *) echo "usage: scripts/setup.sh [--test-tools]" >&2; exit 2 ;;
+esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -31,14 +40,16 @@ fi
 command -v openssl >/dev/null 2>&1 || { log "installing openssl"; apt_install openssl; }
 command -v python3 >/dev/null 2>&1 || { log "installing python3"; apt_install python3 python3-venv; }
 
-# cargo-fuzz (the fuzz targets in fuzz/) and cargo-deny (licenses, bans, sources), from
-# crates.io into ~/.cargo/bin, when missing.
-for tool in cargo-fuzz cargo-deny; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    log "installing $tool (cargo install --locked, a few minutes)"
-    cargo install --locked --quiet "$tool"
-  fi
-done
+# With --test-tools: cargo-fuzz (the fuzz targets in fuzz/) and cargo-deny (licenses, bans,
+# sources), from crates.io into ~/.cargo/bin, when missing.
+if $test_tools; then
+  for tool in cargo-fuzz cargo-deny; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+      log "installing $tool (cargo install --locked, a few minutes)"
+      cargo install --locked --quiet "$tool"
+    fi
+  done
+fi
 
 stamp="$venv/.requirements.sha256"
 want=$(sha256sum "$root/scripts/requirements.txt" | cut -d' ' -f1)

@@ -10,6 +10,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 started=$(date +%s)
 started_stack=false
+# The suite's own tools (cargo-fuzz, cargo-deny) besides what the stack needs.
+scripts/setup.sh --test-tools
 # The functions log at TRACE for the whole suite; scan-logs then searches every log for every
 # secret the run used.
 export ROTATION_FUNCTION_LOG_LEVEL=${ROTATION_FUNCTION_LOG_LEVEL:-trace}
