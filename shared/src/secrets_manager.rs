@@ -295,7 +295,7 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use aws_sdk_secretsmanager::operation::get_secret_value::{
         GetSecretValueError, GetSecretValueOutput,
     };
@@ -331,15 +331,18 @@ mod tests {
         }
     }
 
-    /// One page of ListSecretVersionIds, asked for with `token`, pointing to `next`.
-    fn page(
+    /// One page of ListSecretVersionIds of `arn` with deprecated versions, asked for with
+    /// `token`, answering `versions` (id, labels) and pointing to `next`. The protocol's tests
+    /// use it too.
+    pub(crate) fn version_page(
+        arn: &'static str,
         token: Option<&'static str>,
         versions: &'static [(&'static str, &'static [&'static str])],
         next: Option<&'static str>,
     ) -> Rule {
         mock!(Client::list_secret_version_ids)
             .match_requests(move |req| {
-                req.secret_id() == Some(ARN)
+                req.secret_id() == Some(arn)
                     && req.include_deprecated() == Some(true)
                     && req.next_token() == token
             })
@@ -378,8 +381,13 @@ mod tests {
     #[tokio::test]
     async fn list_versions_follows_every_page_and_keeps_unlabelled_versions() {
         let rules = [
-            page(None, &[("a", &[AWSCURRENT]), ("b", &[])], Some("page-2")),
-            page(Some("page-2"), &[("c", &[AWSPENDING])], None),
+            version_page(
+                ARN,
+                None,
+                &[("a", &[AWSCURRENT]), ("b", &[])],
+                Some("page-2"),
+            ),
+            version_page(ARN, Some("page-2"), &[("c", &[AWSPENDING])], None),
         ];
         let sm = client(&rules.each_ref());
         let versions = sm.list_versions(ARN).await.unwrap();

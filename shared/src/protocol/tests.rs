@@ -13,11 +13,10 @@ use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use aws_sdk_secretsmanager::operation::get_secret_value::{
     GetSecretValueError, GetSecretValueOutput,
 };
-use aws_sdk_secretsmanager::operation::list_secret_version_ids::ListSecretVersionIdsOutput;
 use aws_sdk_secretsmanager::operation::put_secret_value::PutSecretValueOutput;
 use aws_sdk_secretsmanager::operation::update_secret_version_stage::UpdateSecretVersionStageOutput;
 use aws_sdk_secretsmanager::types::error::ResourceNotFoundException;
-use aws_sdk_secretsmanager::types::{SecretVersionsListEntry, Tag};
+use aws_sdk_secretsmanager::types::Tag;
 use aws_sdk_secretsmanager::Client;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use rotation_keyring::Keyring;
@@ -95,29 +94,7 @@ fn describe(setup: Setup, versions: Versions) -> Rule {
 
 /// ListSecretVersionIds with deprecated versions, answering with every version (one page).
 fn list_versions(versions: Versions) -> Rule {
-    mock!(Client::list_secret_version_ids)
-        .match_requests(|req| {
-            req.secret_id() == Some(ARN)
-                && req.include_deprecated() == Some(true)
-                && req.next_token().is_none()
-        })
-        .then_output(move || {
-            ListSecretVersionIdsOutput::builder()
-                .set_versions(Some(
-                    versions
-                        .iter()
-                        .map(|(id, stages)| {
-                            SecretVersionsListEntry::builder()
-                                .version_id(*id)
-                                .set_version_stages(Some(
-                                    stages.iter().map(|s| (*s).to_owned()).collect(),
-                                ))
-                                .build()
-                        })
-                        .collect(),
-                ))
-                .build()
-        })
+    crate::secrets_manager::tests::version_page(ARN, None, versions, None)
 }
 
 /// GetSecretValue of `version` (None: by label only) with `stage`, answering `value`, or
