@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use noxious::proxy::{ProxyConfig, ProxyRunner, Runner, Toxics};
@@ -146,8 +147,19 @@ fn as_pg(tool: &str, args: &[&str]) {
 }
 
 impl PrivatePostgres {
-    /// initdb and start a server on `port`.
+    /// initdb and start a server on `port`: TLS, SCRAM for every login.
     pub fn start(stack: &Stack, port: u16) -> Self {
+        Self::start_with(
+            stack,
+            port,
+            "",
+            "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+        )
+    }
+
+    /// initdb and start a server on `port` with `extra_conf` appended to `postgresql.conf` and
+    /// `hba` as its `pg_hba.conf`.
+    pub fn start_with(stack: &Stack, port: u16, extra_conf: &str, hba: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("rotation-private-pg-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("sock")).expect("private PostgreSQL dir");
@@ -185,7 +197,7 @@ impl PrivatePostgres {
         let conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
              ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n\
-             password_encryption = 'scram-sha-256'\n",
+             password_encryption = 'scram-sha-256'\n{extra_conf}",
             s(&dir.join("sock")),
             s(&dir.join("server.crt")),
             s(&dir.join("server.key")),
@@ -193,11 +205,7 @@ impl PrivatePostgres {
         let mut existing = std::fs::read_to_string(data.join("postgresql.conf")).expect("conf");
         existing.push_str(&conf);
         std::fs::write(data.join("postgresql.conf"), existing).expect("conf");
-        std::fs::write(
-            data.join("pg_hba.conf"),
-            "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
-        )
-        .expect("pg_hba.conf");
+        std::fs::write(data.join("pg_hba.conf"), hba).expect("pg_hba.conf");
         chown(&dir);
         let server = PrivatePostgres {
             dir,
@@ -251,10 +259,15 @@ impl PrivatePostgres {
         }
     }
 
-    /// Creates a login user with a random password.
-    pub async fn create_user(&self, stack: &Stack, name: &str) -> SecretString {
+    /// Runs SQL as the server's superuser (over TLS, SCRAM).
+    pub async fn admin_sql(&self, stack: &Stack, sql: &str) {
+        self.admin_sql_with(&stack.tls, sql).await;
+    }
+
+    /// Runs SQL as the server's superuser, trusting `tls`.
+    pub async fn admin_sql_with(&self, tls: &Arc<rotation::tls::ClientConfig>, sql: &str) {
         let admin = rotation::providers::postgres::connect(
-            &stack.tls,
+            tls,
             Duration::from_secs(10),
             &self.endpoint(),
             "rotation_admin",
@@ -263,17 +276,31 @@ impl PrivatePostgres {
         )
         .await
         .expect("admin login to the private PostgreSQL");
+        admin
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("private PostgreSQL SQL failed: {e}: {sql}"));
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// Creates a login user with a random password.
+    pub async fn create_user(&self, stack: &Stack, name: &str) -> SecretString {
         let password = Stack::password();
         let verifier =
             postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
-        admin
-            .batch_execute(&format!(
+        self.admin_sql(
+            stack,
+            &format!(
                 "CREATE ROLE {} WITH LOGIN PASSWORD {}",
                 postgres_protocol::escape::escape_identifier(name),
                 postgres_protocol::escape::escape_literal(&verifier)
-            ))
-            .await
-            .expect("CREATE ROLE");
+            ),
+        )
+        .await;
         password
     }
 
