@@ -23,7 +23,7 @@ for f in "${functions[@]}"; do packages+=(-p "$f"); done
 # The host's release binaries, which the bench starts itself, and the bench, in one cargo
 # invocation (cargo unifies dependency features over its packages: built separately, the
 # functions and the bench would each compile the dependencies once more).
-cargo build --release --quiet --bins "${packages[@]}" -p integration-tests
+cargo build --release --quiet --bins "${packages[@]}" -p bench
 if [ -z "${BENCH_SKIP_ARTIFACTS:-}" ]; then
   scripts/build-artifacts.sh
 fi

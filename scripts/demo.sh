@@ -12,5 +12,5 @@ fi
 scripts/stack.sh up
 # shellcheck disable=SC1090
 source <(scripts/stack.sh env)
-cargo run --quiet -p integration-tests --bin local-rotation -- demo
+cargo run --quiet -p demo --bin local-rotation -- demo
 echo "main job wall time: $(( $(date +%s) - started )) s"

@@ -34,7 +34,7 @@ cargo deny check licenses bans sources
 test_log="$ROTATION_STACK_DIR/test-output.log"
 cargo test --workspace -- --nocapture 2>&1 | tee "$test_log"
 echo "== secrets in the logs (functions at $ROTATION_FUNCTION_LOG_LEVEL, test output, database logs)"
-cargo run --quiet -p integration-tests --bin scan-logs -- \
+cargo run --quiet -p test-support --bin scan-logs -- \
   "$ROTATION_LAMBDA_LOG" "$test_log" "$ROTATION_PG_LOG" "$ROTATION_MYSQL_LOG"
 if $started_stack; then
   # The release build needs the cores more than the stack does.

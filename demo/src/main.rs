@@ -1,0 +1,271 @@
+//! The main job: a full rotation on the local stack, shown step by step.
+//!
+//! `local-rotation demo` creates PostgreSQL users and their secrets, rotates them through the
+//! real functions (single-user through `rotate`, alternating users through the four step
+//! functions), shows each step and the version labels before and after, and proves that the
+//! replaced password no longer logs in while the new one does.
+//!
+//! `local-rotation seed` prepares the secrets the sample events in `events/` name, for invoking
+//! single steps by hand with `cargo lambda invoke`: `local/postgres/app` in Secrets Manager mode
+//! (events/rotate/, for the `rotate` function, AWSPENDING waiting under the events' token) and
+//! `local/postgres/app-workflow` in workflow mode (events/, for the step functions), and
+//! `local/mysql/app` on MariaDB (events/mysql/, for the `rotate` function).
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use test_support::{Db, Role, Stack};
+use rotator::driver::{render_run, Functions};
+use rotator::versions::render;
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+/// The Secrets Manager mode secret the sample events in events/rotate/ name.
+const SEED_SECRET: &str = "local/postgres/app";
+/// Its PostgreSQL user.
+const SEED_USER: &str = "app_local";
+/// The MySQL (MariaDB) secret the sample events in events/mysql/ name.
+const SEED_MYSQL_SECRET: &str = "local/mysql/app";
+/// Its MariaDB user.
+const SEED_MYSQL_USER: &str = "app_local";
+/// The ClientRequestToken of the MySQL sample events.
+const SEED_MYSQL_TOKEN: &str = "00000000-0000-4000-8000-000000000003";
+/// The workflow mode secret the sample events of the step functions name.
+const SEED_WORKFLOW_SECRET: &str = "local/postgres/app-workflow";
+/// Its PostgreSQL user.
+const SEED_WORKFLOW_USER: &str = "app_local_workflow";
+/// The ClientRequestToken of the sample events.
+const SEED_TOKEN: &str = "00000000-0000-4000-8000-000000000001";
+
+#[derive(Parser)]
+#[command(about = "A full local rotation against the local stack (see scripts/demo.sh)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Rotate demo secrets and prove the result (the default).
+    Demo,
+    /// (Re)create the secret and user the sample events in events/ name.
+    Seed,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stack = Stack::from_env().await;
+    let result = match cli.command.unwrap_or(Command::Demo) {
+        Command::Demo => demo(&stack).await,
+        Command::Seed => seed(&stack).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\nFAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The secret's JSON with the password hidden, for display.
+fn redacted(value: &Value) -> String {
+    let mut value = value.clone();
+    if value.get("password").is_some() {
+        value["password"] = json!("********");
+    }
+    value.to_string()
+}
+
+async fn prove_logins(
+    stack: &Stack,
+    old: &[(String, SecretString, &str)],
+    new: (&str, &SecretString),
+) -> Result<(), String> {
+    for (user, password, what) in old {
+        match stack.login(user, password).await {
+            Ok(_) if *what == "refused" => {
+                return Err(format!("the replaced password of {user} still logs in"))
+            }
+            Ok(_) => println!("  {user} with the previous password: logs in (still valid until the next rotation)"),
+            Err(e) if e.is_authentication_failure() && *what == "refused" => {
+                println!("  {user} with the replaced password: refused ({})", short(&e.to_string()))
+            }
+            Err(e) => return Err(format!("unexpected result for {user}: {e}")),
+        }
+    }
+    let client = stack
+        .login(new.0, new.1)
+        .await
+        .map_err(|e| format!("the new password does not log in: {e}"))?;
+    let row = client
+        .query_one("SELECT session_user::text, current_user::text", &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    let (session, current) = (row.get::<_, String>(0), row.get::<_, String>(1));
+    let acting = if session == current {
+        String::new()
+    } else {
+        format!(", acting as {current} so both users share their objects")
+    };
+    println!(
+        "  {} with the new password (AWSCURRENT): logs in over verified TLS{acting}",
+        new.0
+    );
+    Ok(())
+}
+
+fn short(message: &str) -> &str {
+    message.rsplit(": ").next().unwrap_or(message)
+}
+
+async fn demo(stack: &Stack) -> Result<(), String> {
+    let started = Instant::now();
+
+    println!("== 1. Single-user rotation through the `rotate` function (Secrets Manager mode)\n");
+    let user = Stack::unique("demo_app");
+    let original = stack.create_user(&user, "").await;
+    let value = stack.pg_secret(&user, &original);
+    let arn = stack
+        .create_secret(&Stack::unique("demo/postgres"), &value)
+        .await;
+    stack.enable_rotation(&arn).await;
+    println!("secret {arn}\n  {}", redacted(&value));
+    println!("versions before:\n{}", render(&stack.labels(&arn).await));
+    let run = stack.driver(Functions::Rotate).rotate(&arn).await?;
+    print!("{}", render_run(&run));
+    if let Some(e) = run.failure() {
+        return Err(e.to_string());
+    }
+    println!("versions after:\n{}", render(&stack.labels(&arn).await));
+    let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+    println!("proof:");
+    prove_logins(
+        stack,
+        &[(user.clone(), original, "refused")],
+        (&user, &current),
+    )
+    .await?;
+
+    println!("\n== 2. Alternating users through the four step functions (workflow mode), twice\n");
+    let (master_arn, _, _) = stack.master_secret(Db::Postgres, false).await;
+    let user = Stack::unique("demo_svc");
+    let original = stack.create_user(&user, "").await;
+    let mut value = stack.pg_secret(&user, &original);
+    value["masterarn"] = json!(master_arn);
+    let arn = stack
+        .create_rotating_secret(
+            &Stack::unique("demo/postgres-alternating"),
+            &value,
+            Functions::PerStep,
+        )
+        .await;
+    println!("secret {arn}\n  {}\n", redacted(&value));
+    let mut replaced: Vec<(String, SecretString)> = vec![(user.clone(), original)];
+    for round in 1..=2 {
+        let run = stack.driver(Functions::PerStep).rotate(&arn).await?;
+        print!("{}", render_run(&run));
+        if let Some(e) = run.failure() {
+            return Err(e.to_string());
+        }
+        println!(
+            "versions after rotation {round}:\n{}",
+            render(&stack.labels(&arn).await)
+        );
+        let (current_user, current) = stack.credentials(&arn, "AWSCURRENT").await;
+        let mut checks: Vec<(String, SecretString, &str)> = Vec::new();
+        if replaced.len() >= 2 {
+            let (u, p) = &replaced[replaced.len() - 2];
+            checks.push((u.clone(), p.clone(), "refused"));
+        }
+        let (u, p) = &replaced[replaced.len() - 1];
+        checks.push((u.clone(), p.clone(), "valid"));
+        println!("proof:");
+        prove_logins(stack, &checks, (&current_user, &current)).await?;
+        println!();
+        replaced.push((current_user, current));
+    }
+
+    println!(
+        "All rotations succeeded in {:.1} s. The functions' log: {}",
+        started.elapsed().as_secs_f64(),
+        stack.lambda_log.display()
+    );
+    Ok(())
+}
+
+async fn seed(stack: &Stack) -> Result<(), String> {
+    for (secret, user, functions, events) in [
+        (SEED_SECRET, SEED_USER, Functions::Rotate, "events/rotate"),
+        (
+            SEED_WORKFLOW_SECRET,
+            SEED_WORKFLOW_USER,
+            Functions::PerStep,
+            "events",
+        ),
+    ] {
+        stack.delete_secret(secret).await;
+        stack
+            .admin_sql(&format!("DROP ROLE IF EXISTS {user}"))
+            .await;
+        let password = stack.create_user(user, "").await;
+        let value = stack.pg_secret(user, &password);
+        let arn = match functions {
+            Functions::Rotate => {
+                let arn = stack.create_secret(secret, &value).await;
+                stack
+                    .enable_rotation_with_token(&arn, Some(SEED_TOKEN))
+                    .await;
+                arn
+            }
+            Functions::PerStep => {
+                stack
+                    .create_rotating_secret(secret, &value, functions)
+                    .await
+            }
+        };
+        println!(
+            "seeded {secret} for user {user}, versions:\n{}",
+            render(&stack.labels(&arn).await)
+        );
+        println!("run, in order:");
+        for step in rotation::Step::ALL {
+            println!(
+                "  cargo lambda invoke {} --data-file {events}/{}.json -A 127.0.0.1 -P 49001",
+                functions.name(step),
+                step.function_name()
+            );
+        }
+        println!();
+    }
+    stack.delete_secret(SEED_MYSQL_SECRET).await;
+    stack
+        .mysql_admin_sql(&format!("DROP USER IF EXISTS '{SEED_MYSQL_USER}'@'%'"))
+        .await;
+    let password = stack
+        .create_db_user(Db::MariaDb, SEED_MYSQL_USER, Role::App)
+        .await;
+    let arn = stack
+        .create_secret(
+            SEED_MYSQL_SECRET,
+            &stack.db_secret(Db::MariaDb, SEED_MYSQL_USER, &password),
+        )
+        .await;
+    stack
+        .enable_rotation_with_token(&arn, Some(SEED_MYSQL_TOKEN))
+        .await;
+    println!(
+        "seeded {SEED_MYSQL_SECRET} (MariaDB) for user {SEED_MYSQL_USER}, versions:\n{}",
+        render(&stack.labels(&arn).await)
+    );
+    println!("run, in order:");
+    for step in rotation::Step::ALL {
+        println!(
+            "  cargo lambda invoke rotate --data-file events/mysql/{}.json -A 127.0.0.1 -P 49001",
+            step.function_name()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! Compromise response: the `compromise` function, given a "Secret Compromised" event, rotates
+//! every selected secret as often as its provider needs, so that no password valid before the
+//! incident still logs in. On the local stack it plays Secrets Manager's and the state
+//! machine's part and invokes the rotation functions through `cargo lambda watch`.
+
+use test_support::{assert_succeeded, Db, Stack};
+use rotator::driver::Functions;
+use rotator::invoke::InvokeError;
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+
+async fn tag(stack: &Stack, arn: &str, key: &str, value: &str) {
+    stack
+        .secrets
+        .tag_resource()
+        .secret_id(arn)
+        .tags(
+            aws_sdk_secretsmanager::types::Tag::builder()
+                .key(key)
+                .value(value)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("TagResource");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_password_valid_before_the_incident_is_retired() {
+    let stack = Stack::from_env().await;
+    let incident = Stack::unique("inc");
+
+    // Single-user, Secrets Manager mode, rotated once already: one rotation retires its only
+    // password.
+    let (single, single_user, _) = stack.pg_user_with_secret("cmpsingle").await;
+    assert_succeeded(
+        &stack
+            .driver(Functions::Rotate)
+            .rotate(&single)
+            .await
+            .unwrap(),
+    );
+    let (_, single_before) = stack.credentials(&single, "AWSCURRENT").await;
+    stack.assert_login(&single_user, &single_before).await;
+    tag(&stack, &single, "incident", &incident).await;
+
+    // Alternating users, workflow mode, rotated once already: both users' passwords are valid.
+    let (master_arn, _, master_password) = stack.master_secret(Db::Postgres, false).await;
+    let user = Stack::unique("cmpalt");
+    let original = stack.create_user(&user, "").await;
+    let mut value = stack.pg_secret(&user, &original);
+    value["masterarn"] = json!(master_arn);
+    let alternating = stack
+        .create_rotating_secret(&Stack::unique("cmpalt"), &value, Functions::PerStep)
+        .await;
+    assert_succeeded(
+        &stack
+            .driver(Functions::PerStep)
+            .rotate(&alternating)
+            .await
+            .unwrap(),
+    );
+    let (clone_user, clone_before) = stack.credentials(&alternating, "AWSCURRENT").await;
+    assert_ne!(clone_user, user);
+    stack.assert_login(&user, &original).await;
+    stack.assert_login(&clone_user, &clone_before).await;
+    tag(&stack, &alternating, "incident", &incident).await;
+
+    // An unrelated secret carrying another value of the tag is left alone.
+    let (bystander, _, _) = stack.pg_user_with_secret("cmpother").await;
+    tag(&stack, &bystander, "incident", "another-incident").await;
+    let bystander_labels = stack.labels(&bystander).await;
+
+    let driver = stack.driver(Functions::Rotate);
+    let event = json!({
+        "source": "secret-rotation.incident",
+        "detail-type": "Secret Compromised",
+        "detail": {"tags": {"incident": incident}, "incident": incident},
+    });
+    let report = driver
+        .invoker()
+        .invoke("compromise", &event)
+        .await
+        .unwrap_or_else(|e| panic!("compromise response failed: {e}"));
+
+    let retired = report["retired"].as_array().expect("retired secrets");
+    assert_eq!(retired.len(), 2, "{report}");
+    let plan_of = |arn: &str| -> &Value {
+        retired
+            .iter()
+            .find(|r| r["plan"]["secretArn"] == arn)
+            .unwrap_or_else(|| panic!("{arn} not retired: {report}"))
+    };
+    assert_eq!(plan_of(&single)["plan"]["rotations"], 1);
+    assert_eq!(plan_of(&single)["plan"]["mode"], "secrets-manager");
+    assert_eq!(plan_of(&single)["versions"].as_array().unwrap().len(), 1);
+    assert_eq!(plan_of(&alternating)["plan"]["rotations"], 2);
+    assert_eq!(
+        plan_of(&alternating)["plan"]["strategy"],
+        "alternating-users"
+    );
+    assert_eq!(
+        plan_of(&alternating)["versions"].as_array().unwrap().len(),
+        2
+    );
+
+    // Every password valid before the incident is refused; the current ones work.
+    stack.assert_refused(&single_user, &single_before).await;
+    stack.assert_refused(&user, &original).await;
+    stack.assert_refused(&clone_user, &clone_before).await;
+    let (u, p) = stack.credentials(&single, "AWSCURRENT").await;
+    stack.assert_login(&u, &p).await;
+    let (u, p) = stack.credentials(&alternating, "AWSCURRENT").await;
+    stack.assert_login(&u, &p).await;
+    let (u, p) = stack.credentials(&alternating, "AWSPREVIOUS").await;
+    stack.assert_login(&u, &p).await;
+    assert_eq!(
+        stack.labels(&bystander).await,
+        bystander_labels,
+        "the bystander was rotated"
+    );
+
+    // The response logged no password.
+    let log = std::fs::read_to_string(&stack.lambda_log).unwrap();
+    assert!(log.contains("retired every credential valid before the incident"));
+    for secret in [&single_before, &original, &clone_before, &master_password] {
+        assert!(
+            !log.contains(secret.expose_secret()),
+            "a password is in the log"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_request_is_refused_naming_the_field() {
+    let stack = Stack::from_env().await;
+    let driver = stack.driver(Functions::Rotate);
+    for (detail, needle) in [
+        (json!({}), "`detail.secretIds` or `detail.tags`"),
+        (json!({"secretIds": "not-a-list"}), "`detail.secretIds`"),
+        (
+            json!({"tags": {"incident": Stack::unique("none")}, "incident": "INC-1"}),
+            "no secret carries",
+        ),
+        (json!({"secretIds": ["x"]}), "`detail.incident` is missing"),
+        (
+            json!({"secretIds": ["x"], "incident": "INC 1; DROP"}),
+            "`detail.incident`",
+        ),
+    ] {
+        match driver
+            .invoker()
+            .invoke("compromise", &json!({"detail": detail}))
+            .await
+        {
+            Err(InvokeError::Function {
+                error_type,
+                message,
+                ..
+            }) => {
+                assert_eq!(error_type, "InvalidRequest");
+                assert!(
+                    message.contains(needle),
+                    "{message} should contain {needle}"
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+}
