@@ -19,12 +19,13 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::stream::{self, StreamExt};
-use test_support::{Db, Stack};
 use rotation::password::PasswordPolicy;
+use rotation::Mode;
 use rotation::{RotationContext, Step};
-use rotator::driver::{Functions, LocalDriver, RotationRun};
+use rotator::driver::{LocalDriver, RotationRun};
 use rotator::invoke::LambdaInvoker;
 use serde_json::{json, Value};
+use test_support::{Db, Stack};
 
 use emulator::{launch, Emulator, FunctionProcess, Launcher};
 use floor::FloorSecret;
@@ -79,13 +80,13 @@ struct Args {
 struct WarmSecret {
     arn: String,
     strategy: &'static str,
-    functions: Functions,
+    functions: Mode,
 }
 
-fn functions_label(functions: Functions) -> &'static str {
+fn functions_label(functions: Mode) -> &'static str {
     match functions {
-        Functions::Rotate => "rotate",
-        Functions::PerStep => "step functions",
+        Mode::SecretsManager => "rotate",
+        Mode::Workflow => "step functions",
     }
 }
 
@@ -253,7 +254,7 @@ impl ColdEvents {
     async fn prepare(stack: &Stack) -> Result<ColdEvents, String> {
         let (sm_arn, _, _) = stack.pg_user_with_secret("bench_cold").await;
         let (wf_arn, _, _) = stack
-            .pg_user_with_secret_for("bench_cold_wf", Functions::PerStep)
+            .pg_user_with_secret_for("bench_cold_wf", Mode::Workflow)
             .await;
         let current = |arn: String| async move {
             let labels = stack.labels(&arn).await;
@@ -390,7 +391,7 @@ async fn start_functions(
 /// A PostgreSQL secret of each strategy in each mode.
 async fn warm_secrets(stack: &Stack) -> Vec<WarmSecret> {
     let mut secrets = Vec::new();
-    for functions in [Functions::Rotate, Functions::PerStep] {
+    for functions in [Mode::SecretsManager, Mode::Workflow] {
         let (arn, _, _) = stack
             .pg_user_with_secret_for("bench_single", functions)
             .await;
@@ -408,7 +409,7 @@ async fn warm_secrets(stack: &Stack) -> Vec<WarmSecret> {
     secrets
 }
 
-async fn alternating_secret(stack: &Stack, functions: Functions) -> String {
+async fn alternating_secret(stack: &Stack, functions: Mode) -> String {
     let (master_arn, _, _) = stack.master_secret(Db::Postgres, false).await;
     let user = Stack::unique("bench_alt");
     let password = stack.create_user(&user, "").await;
@@ -419,7 +420,7 @@ async fn alternating_secret(stack: &Stack, functions: Functions) -> String {
         .await
 }
 
-fn driver(stack: &Stack, invoker: &LambdaInvoker, functions: Functions) -> LocalDriver {
+fn driver(stack: &Stack, invoker: &LambdaInvoker, functions: Mode) -> LocalDriver {
     LocalDriver::new(invoker.clone(), stack.secrets.clone(), functions)
 }
 
@@ -431,10 +432,10 @@ async fn reserve(
     stack: &Stack,
     driver: &LocalDriver,
     arn: &str,
-    functions: Functions,
+    functions: Mode,
 ) -> Result<String, String> {
     let (token, resumed) = driver.next_token(arn).await?;
-    if functions == Functions::Rotate && !resumed {
+    if functions == Mode::SecretsManager && !resumed {
         stack.enable_rotation_with_token(arn, Some(&token)).await;
     }
     Ok(token)
@@ -445,7 +446,7 @@ async fn rotate(
     stack: &Stack,
     driver: &LocalDriver,
     arn: &str,
-    functions: Functions,
+    functions: Mode,
 ) -> Result<RotationRun, String> {
     let token = reserve(stack, driver, arn, functions).await?;
     let steps = driver.run_steps(&Step::ALL, arn, &token, None).await;
@@ -483,7 +484,7 @@ async fn count_calls(
                 step.as_str()
             )
         })?;
-        if secret.functions == Functions::PerStep {
+        if secret.functions == Mode::Workflow {
             context.provider = report.provider.or(context.provider);
             context.strategy = report.strategy.or(context.strategy);
         }
@@ -572,7 +573,7 @@ async fn fleet(
     for _ in 1..instances {
         extra.push(launcher.spawn(emulator, "rotate", "rotate-fleet")?);
     }
-    let driver = driver(stack, invoker, Functions::Rotate);
+    let driver = driver(stack, invoker, Mode::SecretsManager);
     let mut rows: Vec<FleetRow> = Vec::new();
     for &concurrency in &args.concurrency {
         let started = Instant::now();
@@ -580,7 +581,7 @@ async fn fleet(
             .map(|arn| {
                 let driver = driver.clone();
                 async move {
-                    rotate(stack, &driver, arn, Functions::Rotate)
+                    rotate(stack, &driver, arn, Mode::SecretsManager)
                         .await
                         .is_ok_and(|run| run.succeeded())
                 }

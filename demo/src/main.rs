@@ -15,11 +15,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use test_support::{Db, Role, Stack};
-use rotator::driver::{render_run, Functions};
+use rotation::Mode;
+use rotator::driver::render_run;
 use rotator::versions::render;
 use secrecy::SecretString;
 use serde_json::{json, Value};
+use test_support::{Db, Role, Stack};
 
 /// The Secrets Manager mode secret the sample events in events/rotate/ name.
 const SEED_SECRET: &str = "local/postgres/app";
@@ -134,7 +135,7 @@ async fn demo(stack: &Stack) -> Result<(), String> {
     stack.enable_rotation(&arn).await;
     println!("secret {arn}\n  {}", redacted(&value));
     println!("versions before:\n{}", render(&stack.labels(&arn).await));
-    let run = stack.driver(Functions::Rotate).rotate(&arn).await?;
+    let run = stack.driver(Mode::SecretsManager).rotate(&arn).await?;
     print!("{}", render_run(&run));
     if let Some(e) = run.failure() {
         return Err(e.to_string());
@@ -159,13 +160,13 @@ async fn demo(stack: &Stack) -> Result<(), String> {
         .create_rotating_secret(
             &Stack::unique("demo/postgres-alternating"),
             &value,
-            Functions::PerStep,
+            Mode::Workflow,
         )
         .await;
     println!("secret {arn}\n  {}\n", redacted(&value));
     let mut replaced: Vec<(String, SecretString)> = vec![(user.clone(), original)];
     for round in 1..=2 {
-        let run = stack.driver(Functions::PerStep).rotate(&arn).await?;
+        let run = stack.driver(Mode::Workflow).rotate(&arn).await?;
         print!("{}", render_run(&run));
         if let Some(e) = run.failure() {
             return Err(e.to_string());
@@ -198,11 +199,16 @@ async fn demo(stack: &Stack) -> Result<(), String> {
 
 async fn seed(stack: &Stack) -> Result<(), String> {
     for (secret, user, functions, events) in [
-        (SEED_SECRET, SEED_USER, Functions::Rotate, "events/rotate"),
+        (
+            SEED_SECRET,
+            SEED_USER,
+            Mode::SecretsManager,
+            "events/rotate",
+        ),
         (
             SEED_WORKFLOW_SECRET,
             SEED_WORKFLOW_USER,
-            Functions::PerStep,
+            Mode::Workflow,
             "events",
         ),
     ] {
@@ -213,14 +219,14 @@ async fn seed(stack: &Stack) -> Result<(), String> {
         let password = stack.create_user(user, "").await;
         let value = stack.pg_secret(user, &password);
         let arn = match functions {
-            Functions::Rotate => {
+            Mode::SecretsManager => {
                 let arn = stack.create_secret(secret, &value).await;
                 stack
                     .enable_rotation_with_token(&arn, Some(SEED_TOKEN))
                     .await;
                 arn
             }
-            Functions::PerStep => {
+            Mode::Workflow => {
                 stack
                     .create_rotating_secret(secret, &value, functions)
                     .await
@@ -234,7 +240,7 @@ async fn seed(stack: &Stack) -> Result<(), String> {
         for step in rotation::Step::ALL {
             println!(
                 "  cargo lambda invoke {} --data-file {events}/{}.json -A 127.0.0.1 -P 49001",
-                functions.name(step),
+                rotation::Caller::of(functions, step).function_name(),
                 step.function_name()
             );
         }

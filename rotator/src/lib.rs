@@ -5,7 +5,8 @@
 //! - [`batch`]: many secrets at once, bounded concurrency, the results table.
 //! - [`status`] and [`timeline`]: a secret's versions, schedule and credential lifecycle.
 //! - [`diagnose`]: clear messages for the failures an on-call engineer meets.
-//! - [`driver`], [`invoke`], [`versions`]: the local driver and its pieces.
+//! - [`driver`], [`invoke`], [`versions`]: the shared local driver and Invoke API client (from
+//!   the engine's `driver` feature), how a run and a secret's labels are rendered.
 
 pub mod batch;
 pub mod diagnose;

@@ -7,10 +7,12 @@ use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use rotation::Mode;
 use rotator::batch;
 use rotator::diagnose::{CliError, Context};
-use rotator::driver::{Functions, LocalDriver, RotationRun};
+use rotator::driver::{LocalDriver, RotationRun};
 use rotator::invoke::LambdaInvoker;
 use rotator::rotate::{Backend, Request, Rotator};
 use rotator::status;
@@ -64,8 +66,8 @@ enum Command {
         )]
         lambda_endpoint: String,
         /// Invoke `rotate` for every step, or one function per step.
-        #[arg(long, value_enum, default_value_t = FunctionsArg::Rotate)]
-        functions: FunctionsArg,
+        #[arg(long, default_value = "rotate", value_parser = functions_parser())]
+        functions: Mode,
         /// Print the token each rotation would use (and whether it resumes); change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -112,10 +114,12 @@ struct RotateArgs {
     state_machine_arn: Option<String>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum FunctionsArg {
-    Rotate,
-    PerStep,
+/// `--functions`: `rotate` (Secrets Manager mode) or `per-step` (workflow mode).
+fn functions_parser() -> impl TypedValueParser<Value = Mode> {
+    PossibleValuesParser::new(["rotate", "per-step"]).map(|value| match value.as_str() {
+        "per-step" => Mode::Workflow,
+        _ => Mode::SecretsManager,
+    })
 }
 
 #[tokio::main]
@@ -266,15 +270,11 @@ async fn rotate(
 fn local_driver(
     client: aws_sdk_secretsmanager::Client,
     lambda_endpoint: &str,
-    functions: FunctionsArg,
+    mode: Mode,
 ) -> Result<LocalDriver, CliError> {
     let invoker = LambdaInvoker::new(lambda_endpoint, Duration::from_secs(120))
         .map_err(|e| CliError::Other(e.to_string()))?;
-    let functions = match functions {
-        FunctionsArg::Rotate => Functions::Rotate,
-        FunctionsArg::PerStep => Functions::PerStep,
-    };
-    Ok(LocalDriver::new(invoker, client, functions))
+    Ok(LocalDriver::new(invoker, client, mode))
 }
 
 /// `local-rotate`: the driver's raw view, resuming a rotation in progress.

@@ -24,7 +24,7 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 
 use crate::diagnose::{arn_region, CliError, Context};
-use crate::driver::{Functions, LocalDriver, StepProgress};
+use crate::driver::{LocalDriver, StepProgress};
 use crate::invoke::LambdaInvoker;
 use crate::versions::{labels, render_inline, version_with};
 
@@ -387,11 +387,7 @@ impl Rotator {
                 Ok(())
             }
             Backend::Local(invoker) => {
-                let functions = match plan.mode {
-                    Mode::SecretsManager => Functions::Rotate,
-                    Mode::Workflow => Functions::PerStep,
-                };
-                let driver = LocalDriver::new(invoker.clone(), self.secrets.clone(), functions);
+                let driver = LocalDriver::new(invoker.clone(), self.secrets.clone(), plan.mode);
                 // One call's worth of the rate per step, taken before the rotation starts: the
                 // steps then run back to back, as Secrets Manager runs them.
                 self.throttle(Step::ALL.len() as u32).await;

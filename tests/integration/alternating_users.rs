@@ -1,11 +1,11 @@
 //! Alternating-users PostgreSQL rotation (`masterarn`): dual-phase, through the real functions.
 
-use test_support::{assert_finished_labels, assert_succeeded, Db, Role, Stack};
 use postgres_protocol::escape::escape_identifier;
-use rotator::driver::Functions;
+use rotation::Mode;
 use rotator::versions::version_with;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
+use test_support::{assert_finished_labels, assert_succeeded, Db, Role, Stack};
 
 /// A master user (PostgreSQL: CREATEROLE, like RDS's master; MariaDB: all privileges with
 /// grant option), its secret, and an application user's secret that names it.
@@ -14,7 +14,7 @@ async fn alternating_secret(
     stack: &Stack,
     db: Db,
     rds_managed: bool,
-    functions: Functions,
+    functions: Mode,
 ) -> (String, String, SecretString) {
     let (master_arn, _, _) = stack.master_secret(db, rds_managed).await;
     let user = Stack::unique(&format!("{}app", db.prefix()));
@@ -37,9 +37,9 @@ async fn alternates_users_and_revokes_the_oldest_credential() {
         (Db::MariaDb, false),
     ] {
         let (arn, user, original) =
-            alternating_secret(&stack, db, rds_managed, Functions::Rotate).await;
+            alternating_secret(&stack, db, rds_managed, Mode::SecretsManager).await;
         let clone = format!("{user}_clone");
-        let driver = stack.driver(Functions::Rotate);
+        let driver = stack.driver(Mode::SecretsManager);
 
         // Each credential: (user, password). Active after its rotation, inactive (still valid)
         // after the next one, revoked after the one after that.
@@ -78,7 +78,7 @@ async fn alternates_users_and_revokes_the_oldest_credential() {
 async fn objects_created_by_either_user_are_usable_by_the_other() {
     let stack = Stack::from_env().await;
     let (arn, user, original) =
-        alternating_secret(&stack, Db::Postgres, true, Functions::Rotate).await;
+        alternating_secret(&stack, Db::Postgres, true, Mode::SecretsManager).await;
     let schema = Stack::unique("objects");
     let s = escape_identifier(&schema);
     stack
@@ -94,7 +94,7 @@ async fn objects_created_by_either_user_are_usable_by_the_other() {
     .await
     .unwrap();
 
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     assert_succeeded(&driver.rotate(&arn).await.unwrap());
     let (clone_user, clone_password) = stack.credentials(&arn, "AWSCURRENT").await;
     assert_eq!(clone_user, format!("{user}_clone"));
@@ -147,12 +147,12 @@ async fn objects_created_by_either_user_are_usable_by_the_other() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_after_any_step_keeps_the_current_user_working() {
     let stack = Stack::from_env().await;
-    let driver = stack.driver(Functions::PerStep);
+    let driver = stack.driver(Mode::Workflow);
     for (db, crash_after) in Db::ALL
         .into_iter()
         .flat_map(|db| (1..rotation::Step::ALL.len()).map(move |c| (db, c)))
     {
-        let (arn, user, original) = alternating_secret(&stack, db, true, Functions::PerStep).await;
+        let (arn, user, original) = alternating_secret(&stack, db, true, Mode::Workflow).await;
         let (token, _) = driver.next_token(&arn).await.unwrap();
         let partial = driver
             .run_steps(&rotation::Step::ALL[..crash_after], &arn, &token, None)
@@ -174,7 +174,7 @@ async fn a_crash_after_any_step_keeps_the_current_user_working() {
 async fn mysql_grants_and_tls_requirement_are_mirrored_on_every_rotation() {
     use mysql_async::prelude::Queryable;
     let stack = Stack::from_env().await;
-    let (arn, user, _) = alternating_secret(&stack, Db::MariaDb, true, Functions::Rotate).await;
+    let (arn, user, _) = alternating_secret(&stack, Db::MariaDb, true, Mode::SecretsManager).await;
     let clone = format!("{user}_clone");
     let account = |name: &str| format!("{}@'%'", rotation::providers::mysql::quote(name, false));
     let table = Stack::unique("mirror");
@@ -185,7 +185,7 @@ async fn mysql_grants_and_tls_requirement_are_mirrored_on_every_rotation() {
             account(&user)
         ))
         .await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
 
     let grants_of = |name: String| {
         let stack = stack.clone();
@@ -280,9 +280,13 @@ async fn a_user_name_too_long_for_its_clone_is_refused_clearly() {
     let mut value = stack.db_secret(Db::MariaDb, &user, &password);
     value["masterarn"] = json!(master_arn);
     let arn = stack
-        .create_rotating_secret(&Stack::unique("toolong"), &value, Functions::Rotate)
+        .create_rotating_secret(&Stack::unique("toolong"), &value, Mode::SecretsManager)
         .await;
-    let run = stack.driver(Functions::Rotate).rotate(&arn).await.unwrap();
+    let run = stack
+        .driver(Mode::SecretsManager)
+        .rotate(&arn)
+        .await
+        .unwrap();
     let failure = run.failure().expect("must be refused").to_string();
     assert!(
         failure.contains("field `username`")

@@ -12,13 +12,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use test_support::faults::free_port;
-use test_support::{assert_succeeded, Db, Stack};
 use rotation::config::{Config, ENV_AWS_ATTEMPT_TIMEOUT, ENV_AWS_OPERATION_TIMEOUT};
 use rotation::protocol::Engine;
+use rotation::Mode;
 use rotation::{Caller, RotationContext, RotationEvent, Step};
-use rotator::driver::Functions;
 use rotator::versions::version_with;
+use test_support::faults::free_port;
+use test_support::{assert_succeeded, Db, Stack};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -129,7 +129,7 @@ async fn engine_at(stack: &Stack, port: u16) -> Engine {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_aws_api_fails_the_step_in_bounded_time_and_a_rerun_converges() {
     let stack = Stack::from_env().await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let faults = [
         Fault::Throttling,
         Fault::ServerError,
@@ -139,7 +139,7 @@ async fn a_failing_aws_api_fails_the_step_in_bounded_time_and_a_rerun_converges(
     for fault in faults {
         for half_moved in [false, true] {
             let (arn, user, _) = stack
-                .db_user_with_secret(Db::Postgres, "awsfault", Functions::Rotate)
+                .db_user_with_secret(Db::Postgres, "awsfault", Mode::SecretsManager)
                 .await;
             let (token, _) = driver.next_token(&arn).await.unwrap();
             // Without the half-moved finish, the API fails at setSecret, right after createSecret.

@@ -1,16 +1,16 @@
 //! Bad events and bad secrets get clear errors that name the field or the step, never a panic,
 //! and leave every valid credential valid.
 
-use test_support::{assert_succeeded, Stack};
+use rotation::Mode;
 use rotation::Step;
-use rotator::driver::Functions;
 use rotator::invoke::InvokeError;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
+use test_support::{assert_succeeded, Stack};
 
 /// Invokes `function` with `body` and returns (errorType, errorMessage) of the failure.
 async fn rejected(stack: &Stack, function: &str, body: String) -> (String, String) {
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     match driver.invoker().invoke_raw(function, body).await {
         Ok(value) => panic!("{function} accepted a bad event: {value}"),
         Err(InvokeError::Function {
@@ -89,7 +89,13 @@ async fn malformed_events_are_rejected_clearly_and_the_function_keeps_serving() 
     assert_eq!(stack.labels(&arn).await, before);
     stack.assert_login(&user, &original).await;
     // The functions still serve after all that.
-    assert_succeeded(&stack.driver(Functions::Rotate).rotate(&arn).await.unwrap());
+    assert_succeeded(
+        &stack
+            .driver(Mode::SecretsManager)
+            .rotate(&arn)
+            .await
+            .unwrap(),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -97,7 +103,7 @@ async fn tokens_must_be_pending_versions_of_this_secret() {
     let stack = Stack::from_env().await;
     let (arn, user, original) = stack.pg_user_with_secret("token").await;
     let (other_arn, _, _) = stack.pg_user_with_secret("othertoken").await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let (other_token, _) = driver.next_token(&other_arn).await.unwrap();
     let before = stack.labels(&arn).await;
     let current_version = rotator::versions::version_with(&before, "AWSCURRENT")
@@ -193,7 +199,7 @@ async fn invalid_secrets_name_the_field_and_never_the_value() {
             "must be a JSON object",
         ),
     ];
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     for (value, needle) in cases {
         let name = Stack::unique("badsecret");
         let arn = stack
@@ -252,7 +258,11 @@ async fn a_master_secret_must_not_be_the_secret_itself() {
         .await
         .unwrap();
     stack.enable_rotation(&arn).await;
-    let run = stack.driver(Functions::Rotate).rotate(&arn).await.unwrap();
+    let run = stack
+        .driver(Mode::SecretsManager)
+        .rotate(&arn)
+        .await
+        .unwrap();
     let failure = run.failure().expect("must fail").to_string();
     assert!(failure.contains("field `masterarn`"), "{failure}");
     stack.assert_login(&user, &password).await;
@@ -263,7 +273,7 @@ async fn each_function_refuses_a_secret_of_the_other_mode() {
     let stack = Stack::from_env().await;
     let (managed, managed_user, managed_password) = stack.pg_user_with_secret("smmode").await;
     let (workflow, workflow_user, workflow_password) = stack
-        .pg_user_with_secret_for("wfmode", Functions::PerStep)
+        .pg_user_with_secret_for("wfmode", Mode::Workflow)
         .await;
     let token = uuid::Uuid::new_v4().to_string();
     let managed_before = stack.labels(&managed).await;

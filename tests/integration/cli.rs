@@ -9,11 +9,11 @@ use std::process::Output;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use test_support::{assert_succeeded, Db, Role, Stack};
-use rotator::driver::Functions;
+use rotation::Mode;
 use rotator::versions::version_with;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
+use test_support::{assert_succeeded, Db, Role, Stack};
 
 /// The `rotator` binary of this build (target/<profile>/rotator, beside this test's deps
 /// directory). `cargo test --workspace` builds it (the `rotator` package has integration tests of
@@ -74,7 +74,7 @@ async fn rotator_json(args: &[&str]) -> (Output, Value) {
 }
 
 /// An alternating-users PostgreSQL secret in `functions`' mode: (ARN, user, password).
-async fn alternating(stack: &Stack, functions: Functions) -> (String, String, SecretString) {
+async fn alternating(stack: &Stack, functions: Mode) -> (String, String, SecretString) {
     let (master_arn, _, _) = stack.master_secret(Db::Postgres, false).await;
     let user = Stack::unique("cliapp");
     let password = stack.create_db_user(Db::Postgres, &user, Role::App).await;
@@ -90,7 +90,7 @@ async fn alternating(stack: &Stack, functions: Functions) -> (String, String, Se
 async fn rotate_local_runs_the_four_steps_and_reports_each() {
     let stack = Stack::from_env().await;
     let (arn, user, original) = stack
-        .pg_user_with_secret_for("clirot", Functions::PerStep)
+        .pg_user_with_secret_for("clirot", Mode::Workflow)
         .await;
 
     let out = rotator(&["rotate", "--local", &arn]).await;
@@ -191,15 +191,15 @@ async fn compromised_retires_every_password_valid_before() {
     let (single, single_user, _) = stack.pg_user_with_secret("clicmp").await;
     assert_succeeded(
         &stack
-            .driver(Functions::Rotate)
+            .driver(Mode::SecretsManager)
             .rotate(&single)
             .await
             .unwrap(),
     );
     let (_, single_before) = stack.credentials(&single, "AWSCURRENT").await;
     // Alternating users, workflow mode, rotated once: both users' passwords log in.
-    let (alt, user, original) = alternating(&stack, Functions::PerStep).await;
-    assert_succeeded(&stack.driver(Functions::PerStep).rotate(&alt).await.unwrap());
+    let (alt, user, original) = alternating(&stack, Mode::Workflow).await;
+    assert_succeeded(&stack.driver(Mode::Workflow).rotate(&alt).await.unwrap());
     let (clone, clone_before) = stack.credentials(&alt, "AWSCURRENT").await;
     stack.assert_login(&user, &original).await;
     stack.assert_login(&clone, &clone_before).await;
@@ -262,7 +262,7 @@ async fn compromised_retires_every_password_valid_before() {
     }
 
     // The text output says what was retired.
-    let (alt2, user2, _) = alternating(&stack, Functions::PerStep).await;
+    let (alt2, user2, _) = alternating(&stack, Mode::Workflow).await;
     let out = rotator(&["rotate", "--compromised", "--local", &alt2]).await;
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
@@ -287,7 +287,7 @@ async fn compromised_stops_after_a_failed_rotation_and_says_where_the_secret_is(
     let mut value = stack.pg_secret(&user, &password);
     value["masterarn"] = json!(master_arn);
     let arn = stack
-        .create_rotating_secret(&Stack::unique("clibad"), &value, Functions::PerStep)
+        .create_rotating_secret(&Stack::unique("clibad"), &value, Mode::Workflow)
         .await;
 
     let out = rotator(&["rotate", "--compromised", "--local", &arn]).await;
@@ -393,8 +393,8 @@ async fn tag_rotation_of_twenty_secrets_survives_one_broken() {
 #[tokio::test(flavor = "multi_thread")]
 async fn status_shows_versions_provider_schedule_and_timeline() {
     let stack = Stack::from_env().await;
-    let (arn, _, _) = alternating(&stack, Functions::Rotate).await;
-    let driver = stack.driver(Functions::Rotate);
+    let (arn, _, _) = alternating(&stack, Mode::SecretsManager).await;
+    let driver = stack.driver(Mode::SecretsManager);
     for _ in 0..3 {
         assert_succeeded(&driver.rotate(&arn).await.unwrap());
     }
@@ -442,9 +442,9 @@ async fn status_shows_versions_provider_schedule_and_timeline() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_changes_nothing() {
     let stack = Stack::from_env().await;
-    let (alt, user, original) = alternating(&stack, Functions::PerStep).await;
+    let (alt, user, original) = alternating(&stack, Mode::Workflow).await;
     let (single, single_user, single_password) = stack
-        .pg_user_with_secret_for("clidry", Functions::PerStep)
+        .pg_user_with_secret_for("clidry", Mode::Workflow)
         .await;
     let before = (stack.labels(&alt).await, stack.labels(&single).await);
 
@@ -609,10 +609,10 @@ async fn compromised_keyring_stops_encrypting_with_the_pre_incident_key() {
         .create_rotating_secret(
             &Stack::unique("clikeyring"),
             &json!({"provider": "keyring", "keys": [], "retentionRotations": 3}),
-            Functions::PerStep,
+            Mode::Workflow,
         )
         .await;
-    assert_succeeded(&stack.driver(Functions::PerStep).rotate(&arn).await.unwrap());
+    assert_succeeded(&stack.driver(Mode::Workflow).rotate(&arn).await.unwrap());
     let active = |value: &Value| -> String {
         value["keys"]
             .as_array()
@@ -681,7 +681,7 @@ async fn a_function_that_times_out_is_named() {
     // workflow's createSecret waits a second to settle a concurrent put) well inside the 4 s;
     // setSecret's login then hangs until its 5 s connect timeout, past the 4 s.
     let arn = stack
-        .create_rotating_secret(&Stack::unique("clislow"), &value, Functions::Rotate)
+        .create_rotating_secret(&Stack::unique("clislow"), &value, Mode::SecretsManager)
         .await;
     let (out, report) =
         rotator_json(&["rotate", "--local", "--resume", "--timeout", "4", &arn]).await;

@@ -3,11 +3,11 @@
 //! incident still logs in. On the local stack it plays Secrets Manager's and the state
 //! machine's part and invokes the rotation functions through `cargo lambda watch`.
 
-use test_support::{assert_succeeded, Db, Stack};
-use rotator::driver::Functions;
+use rotation::Mode;
 use rotator::invoke::InvokeError;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
+use test_support::{assert_succeeded, Db, Stack};
 
 async fn tag(stack: &Stack, arn: &str, key: &str, value: &str) {
     stack
@@ -35,7 +35,7 @@ async fn every_password_valid_before_the_incident_is_retired() {
     let (single, single_user, _) = stack.pg_user_with_secret("cmpsingle").await;
     assert_succeeded(
         &stack
-            .driver(Functions::Rotate)
+            .driver(Mode::SecretsManager)
             .rotate(&single)
             .await
             .unwrap(),
@@ -51,11 +51,11 @@ async fn every_password_valid_before_the_incident_is_retired() {
     let mut value = stack.pg_secret(&user, &original);
     value["masterarn"] = json!(master_arn);
     let alternating = stack
-        .create_rotating_secret(&Stack::unique("cmpalt"), &value, Functions::PerStep)
+        .create_rotating_secret(&Stack::unique("cmpalt"), &value, Mode::Workflow)
         .await;
     assert_succeeded(
         &stack
-            .driver(Functions::PerStep)
+            .driver(Mode::Workflow)
             .rotate(&alternating)
             .await
             .unwrap(),
@@ -71,7 +71,7 @@ async fn every_password_valid_before_the_incident_is_retired() {
     tag(&stack, &bystander, "incident", "another-incident").await;
     let bystander_labels = stack.labels(&bystander).await;
 
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let event = json!({
         "source": "secret-rotation.incident",
         "detail-type": "Secret Compromised",
@@ -134,7 +134,7 @@ async fn every_password_valid_before_the_incident_is_retired() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_request_is_refused_naming_the_field() {
     let stack = Stack::from_env().await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     for (detail, needle) in [
         (json!({}), "`detail.secretIds` or `detail.tags`"),
         (json!({"secretIds": "not-a-list"}), "`detail.secretIds`"),

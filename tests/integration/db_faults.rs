@@ -8,11 +8,11 @@
 
 use std::time::{Duration, Instant};
 
+use rotation::Mode;
+use rotation::Step;
+use secrecy::SecretString;
 use test_support::faults::{free_port, FaultProxy, PrivatePostgres};
 use test_support::{assert_succeeded, Db, Role, Stack};
-use rotation::Step;
-use rotator::driver::Functions;
-use secrecy::SecretString;
 
 /// The functions' connect timeout (ROTATION_DB_CONNECT_TIMEOUT_SECONDS in scripts/stack.sh)
 /// plus the invocation's own overhead.
@@ -35,10 +35,10 @@ async fn hung_and_refused_connections_fail_in_bounded_time_and_a_rerun_converges
         .create_rotating_secret(
             &Stack::unique("dbfault"),
             &PrivatePostgres::secret(proxy_port, &user, &original),
-            Functions::Rotate,
+            Mode::SecretsManager,
         )
         .await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let (token, _) = driver.next_token(&arn).await.unwrap();
 
     // The connection is accepted and then never answered.
@@ -91,10 +91,10 @@ async fn a_hung_connection_during_test_secret_fails_in_bounded_time() {
         .create_rotating_secret(
             &Stack::unique("dbfault"),
             &PrivatePostgres::secret(proxy_port, &user, &original),
-            Functions::Rotate,
+            Mode::SecretsManager,
         )
         .await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let (token, _) = driver.next_token(&arn).await.unwrap();
     let proxy = FaultProxy::start(proxy_port, stack.pg_port, Vec::new()).await;
     for run in driver.run_steps(&Step::ALL[..2], &arn, &token, None).await {
@@ -132,7 +132,7 @@ async fn step_while_stopping(
     step: Step,
 ) -> String {
     let proxy = FaultProxy::start(proxy_port, server.port, vec![FaultProxy::latency(250)]).await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let started = Instant::now();
     let (run, ()) = tokio::join!(driver.step(step, arn, token, None), async {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -164,10 +164,10 @@ async fn the_database_stopping_during_set_and_test_secret() {
         .create_rotating_secret(
             &Stack::unique("dbstop"),
             &PrivatePostgres::secret(proxy_port, &user, &original),
-            Functions::Rotate,
+            Mode::SecretsManager,
         )
         .await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let (token, _) = driver.next_token(&arn).await.unwrap();
     driver
         .step(Step::Create, &arn, &token, None)

@@ -8,14 +8,15 @@
 
 use std::fmt::Write as _;
 
-use test_support::iam::AccessKey;
-use test_support::{Db, Role, Stack};
+use rotation::Mode;
 use rotation::Step;
 use rotation_keyring::KeyringClient;
-use rotator::driver::{render_run, Functions};
+use rotator::driver::render_run;
 use rotator::versions::{version_with, Labels};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
+use test_support::iam::AccessKey;
+use test_support::{Db, Role, Stack};
 
 /// The providers of the matrix's rows.
 #[derive(Debug, Clone, Copy)]
@@ -64,7 +65,7 @@ impl Provider {
             Provider::PgSingle | Provider::MariaDbSingle => {
                 let db = self.db().unwrap();
                 stack
-                    .db_user_with_secret(db, "matrix", Functions::Rotate)
+                    .db_user_with_secret(db, "matrix", Mode::SecretsManager)
                     .await
                     .0
             }
@@ -76,12 +77,12 @@ impl Provider {
                 let mut value = stack.db_secret(db, &user, &password);
                 value["masterarn"] = json!(master_arn);
                 stack
-                    .create_rotating_secret(&Stack::unique("matrix"), &value, Functions::Rotate)
+                    .create_rotating_secret(&Stack::unique("matrix"), &value, Mode::SecretsManager)
                     .await
             }
             Provider::IamAccessKey => {
                 stack
-                    .iam_user_with_secret("matrix", Functions::Rotate)
+                    .iam_user_with_secret("matrix", Mode::SecretsManager)
                     .await
                     .0
             }
@@ -90,10 +91,14 @@ impl Provider {
                     .create_rotating_secret(
                         &Stack::unique("matrix"),
                         &json!({"provider": "keyring", "keys": [], "retentionRotations": 3}),
-                        Functions::Rotate,
+                        Mode::SecretsManager,
                     )
                     .await;
-                let run = stack.driver(Functions::Rotate).rotate(&arn).await.unwrap();
+                let run = stack
+                    .driver(Mode::SecretsManager)
+                    .rotate(&arn)
+                    .await
+                    .unwrap();
                 assert!(run.succeeded(), "keyring setup:\n{}", render_run(&run));
                 arn
             }
@@ -235,7 +240,7 @@ fn finished(labels: &Labels, token: &str) -> Result<(), String> {
 async fn cell(stack: &Stack, provider: Provider, crash: Crash) -> Result<(), String> {
     let subject = provider.secret(stack).await;
     let arn = &subject.arn;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let (token, _) = driver.next_token(arn).await?;
     let steps: &[Step] = match crash {
         Crash::After(step) => &Step::ALL[..=Step::ALL.iter().position(|s| *s == step).unwrap()],
@@ -310,9 +315,9 @@ async fn every_crash_point_of_every_provider_converges_on_a_rerun() {
 async fn a_second_rotation_is_refused_while_one_is_in_progress() {
     let stack = Stack::from_env().await;
     let (arn, user, _) = stack
-        .db_user_with_secret(Db::Postgres, "inprogress", Functions::Rotate)
+        .db_user_with_secret(Db::Postgres, "inprogress", Mode::SecretsManager)
         .await;
-    let first = stack.driver(Functions::Rotate);
+    let first = stack.driver(Mode::SecretsManager);
     let (token, _) = first.next_token(&arn).await.unwrap();
     first
         .step(Step::Create, &arn, &token, None)
@@ -322,7 +327,7 @@ async fn a_second_rotation_is_refused_while_one_is_in_progress() {
     let pending_before = stack.value(&arn, "AWSPENDING").await;
 
     let other = uuid::Uuid::new_v4().to_string();
-    let second = stack.driver(Functions::Rotate);
+    let second = stack.driver(Mode::SecretsManager);
     let refused = second.run_steps(&Step::ALL, &arn, &other, None).await;
     assert_eq!(
         refused.len(),
@@ -356,16 +361,20 @@ async fn two_rotations_at_once_one_completes_and_no_credential_is_lost() {
     for db in Db::ALL {
         for round in 0..4 {
             let (arn, user, _) = stack
-                .db_user_with_secret(db, "race", Functions::Rotate)
+                .db_user_with_secret(db, "race", Mode::SecretsManager)
                 .await;
             // Finish RotateSecret's own pending version so that both start from no rotation.
-            let setup = stack.driver(Functions::Rotate).rotate(&arn).await.unwrap();
+            let setup = stack
+                .driver(Mode::SecretsManager)
+                .rotate(&arn)
+                .await
+                .unwrap();
             assert!(setup.succeeded(), "{}", render_run(&setup));
             let before = stack.credentials(&arn, "AWSCURRENT").await.1;
 
             let (a, b) = (
-                stack.driver(Functions::Rotate),
-                stack.driver(Functions::Rotate),
+                stack.driver(Mode::SecretsManager),
+                stack.driver(Mode::SecretsManager),
             );
             let (token_a, token_b) = (
                 uuid::Uuid::new_v4().to_string(),

@@ -4,15 +4,15 @@
 //! error naming the field, and the catalog before and after differs only in the rows the
 //! rotation owns (the rotated user's password, the alternate user it creates).
 
-use test_support::catalog::{account_key, Catalog, Diff};
-use test_support::stack::{record_secret, MYSQL_DATABASE};
-use test_support::{assert_succeeded, Db, Role, Stack};
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use rotation::password::PUNCTUATION;
 use rotation::providers::mysql;
-use rotator::driver::Functions;
+use rotation::Mode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
+use test_support::catalog::{account_key, Catalog, Diff};
+use test_support::stack::{record_secret, MYSQL_DATABASE};
+use test_support::{assert_succeeded, Db, Role, Stack};
 
 /// A password holding every letter, digit and punctuation character (the stack's functions
 /// exclude only `§`, which is in no class), and a random tail so each is unique.
@@ -91,11 +91,11 @@ async fn single_user_with_hostile_names(stack: &Stack, db: Db) {
     let mut value = stack.db_secret(db, &user, &password);
     value["dbname"] = json!(dbname);
     let arn = stack
-        .create_rotating_secret(&Stack::unique("hostile"), &value, Functions::Rotate)
+        .create_rotating_secret(&Stack::unique("hostile"), &value, Mode::SecretsManager)
         .await;
 
     let before = Catalog::snapshot(stack, db).await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     for _ in 0..2 {
         assert_succeeded(&driver.rotate(&arn).await.unwrap());
     }
@@ -131,11 +131,17 @@ async fn alternating_with_hostile_names(stack: &Stack, db: Db) {
     let mut value = stack.db_secret(db, &user, &original);
     value["masterarn"] = json!(master_arn);
     let arn = stack
-        .create_rotating_secret(&Stack::unique("hostilealt"), &value, Functions::Rotate)
+        .create_rotating_secret(&Stack::unique("hostilealt"), &value, Mode::SecretsManager)
         .await;
 
     let before = Catalog::snapshot(stack, db).await;
-    assert_succeeded(&stack.driver(Functions::Rotate).rotate(&arn).await.unwrap());
+    assert_succeeded(
+        &stack
+            .driver(Mode::SecretsManager)
+            .rotate(&arn)
+            .await
+            .unwrap(),
+    );
     let after = Catalog::snapshot(stack, db).await;
     let clone = format!("{user}_clone");
     let (current_user, current) = stack.credentials(&arn, "AWSCURRENT").await;
@@ -175,10 +181,14 @@ async fn refused_over_the_limit(
         value["masterarn"] = json!(master_arn);
     }
     let arn = stack
-        .create_rotating_secret(&Stack::unique("toolong"), &value, Functions::Rotate)
+        .create_rotating_secret(&Stack::unique("toolong"), &value, Mode::SecretsManager)
         .await;
     let before = Catalog::snapshot(stack, db).await;
-    let run = stack.driver(Functions::Rotate).rotate(&arn).await.unwrap();
+    let run = stack
+        .driver(Mode::SecretsManager)
+        .rotate(&arn)
+        .await
+        .unwrap();
     let failure = run.failure().expect("refused").to_string();
     assert_eq!(
         run.failure().unwrap().error_type(),

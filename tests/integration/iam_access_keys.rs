@@ -7,13 +7,13 @@
 
 use std::time::Duration;
 
-use test_support::iam::AccessKey;
-use test_support::{assert_finished_labels, assert_succeeded, Stack};
+use rotation::Mode;
 use rotation::{Outcome, Step};
-use rotator::driver::Functions;
 use rotator::versions::version_with;
 use secrecy::ExposeSecret;
 use serde_json::json;
+use test_support::iam::AccessKey;
+use test_support::{assert_finished_labels, assert_succeeded, Stack};
 
 fn sorted(ids: [&str; 2]) -> Vec<String> {
     let mut ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
@@ -25,9 +25,9 @@ fn sorted(ids: [&str; 2]) -> Vec<String> {
 async fn three_rotations_show_active_inactive_then_revoked() {
     let stack = Stack::from_env().await;
     let (arn, user, original) = stack
-        .iam_user_with_secret("iamcycle", Functions::Rotate)
+        .iam_user_with_secret("iamcycle", Mode::SecretsManager)
         .await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let mut history: Vec<AccessKey> = vec![original];
     for round in 1..=3 {
         let before = stack.labels(&arn).await;
@@ -82,9 +82,9 @@ async fn rotates_through_the_step_functions_keeping_camel_case_fields() {
         "team": "deployments",
     });
     let arn = stack
-        .create_rotating_secret(&Stack::unique("iamcamel"), &value, Functions::PerStep)
+        .create_rotating_secret(&Stack::unique("iamcamel"), &value, Mode::Workflow)
         .await;
-    let run = stack.driver(Functions::PerStep).rotate(&arn).await.unwrap();
+    let run = stack.driver(Mode::Workflow).rotate(&arn).await.unwrap();
     assert_succeeded(&run);
     let current = stack.value(&arn, "AWSCURRENT").await;
     assert_eq!(current["userName"], json!(user));
@@ -103,9 +103,9 @@ async fn rotates_through_the_step_functions_keeping_camel_case_fields() {
 async fn each_step_repeated_changes_nothing() {
     let stack = Stack::from_env().await;
     let (arn, user, original) = stack
-        .iam_user_with_secret("iamrepeat", Functions::Rotate)
+        .iam_user_with_secret("iamrepeat", Mode::SecretsManager)
         .await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let (token, _) = driver.next_token(&arn).await.unwrap();
     for step in Step::ALL {
         let stage = if step == Step::Finish {
@@ -150,10 +150,10 @@ async fn each_step_repeated_changes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_after_any_step_is_recovered_by_running_the_rotation_again() {
     let stack = Stack::from_env().await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     for crash_after in 1..=Step::ALL.len() {
         let (arn, user, original) = stack
-            .iam_user_with_secret("iamcrash", Functions::Rotate)
+            .iam_user_with_secret("iamcrash", Mode::SecretsManager)
             .await;
         let before = stack.labels(&arn).await;
         let original_version = version_with(&before, "AWSCURRENT").unwrap().to_owned();
@@ -193,13 +193,13 @@ async fn a_crash_after_any_step_is_recovered_by_running_the_rotation_again() {
 async fn a_key_left_by_an_interrupted_create_secret_is_named_not_deleted() {
     let stack = Stack::from_env().await;
     let (arn, user, original) = stack
-        .iam_user_with_secret("iamorphan", Functions::Rotate)
+        .iam_user_with_secret("iamorphan", Mode::SecretsManager)
         .await;
     // createSecret created a key, then crashed before storing it: the user holds a key no
     // version of the secret records. Rotation deletes only keys the secret owns, so it stops,
     // naming the key, and changes nothing.
     let orphan = stack.create_access_key(&user).await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let run = driver.rotate(&arn).await.unwrap();
     let failure = run.failure().expect("the user has no free key slot");
     let message = failure.to_string();
@@ -233,7 +233,7 @@ async fn a_key_left_by_an_interrupted_create_secret_is_named_not_deleted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_used_after_the_previous_rotation_is_reported_or_kept_in_strict_mode() {
     let stack = Stack::from_env().await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     // Strict mode keeps a key in use, except during an incident (the secret's
     // rotation-compromise tag): the key in use may be the leaked one.
     for (strict, incident) in [(false, None), (true, None), (true, Some("INC-7"))] {
@@ -243,7 +243,7 @@ async fn a_key_used_after_the_previous_rotation_is_reported_or_kept_in_strict_mo
             value["strictRevocation"] = json!(true);
         }
         let arn = stack
-            .create_rotating_secret(&Stack::unique("iamused"), &value, Functions::Rotate)
+            .create_rotating_secret(&Stack::unique("iamused"), &value, Mode::SecretsManager)
             .await;
         if let Some(incident) = incident {
             stack
@@ -314,7 +314,7 @@ async fn a_key_used_after_the_previous_rotation_is_reported_or_kept_in_strict_mo
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_secrets_fail_clearly_and_change_nothing() {
     let stack = Stack::from_env().await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let (user, key) = stack.iam_user("iambad").await;
     let (other_user, other_key) = stack.iam_user("iambadother").await;
     let good = Stack::iam_secret(&user, &key);
@@ -340,7 +340,7 @@ async fn bad_secrets_fail_clearly_and_change_nothing() {
 
     for (value, error_type, needle) in cases {
         let arn = stack
-            .create_rotating_secret(&Stack::unique("iambad"), &value, Functions::Rotate)
+            .create_rotating_secret(&Stack::unique("iambad"), &value, Mode::SecretsManager)
             .await;
         let labels = stack.labels(&arn).await;
         let run = driver.rotate(&arn).await.unwrap();
@@ -367,9 +367,9 @@ async fn bad_secrets_fail_clearly_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pending_key_that_is_not_the_users_is_refused_by_set_and_test() {
     let stack = Stack::from_env().await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let (arn, user, key) = stack
-        .iam_user_with_secret("iamforged", Functions::Rotate)
+        .iam_user_with_secret("iamforged", Mode::SecretsManager)
         .await;
     let (_, other_key) = stack.iam_user("iamforgedother").await;
     let unknown = AccessKey {

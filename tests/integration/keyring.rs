@@ -3,12 +3,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use test_support::{assert_finished_labels, assert_succeeded, Stack};
+use rotation::Mode;
 use rotation::{Outcome, Step};
 use rotation_keyring::{Keyring, KeyringClient, KeyringError};
-use rotator::driver::Functions;
 use rotator::versions::version_with;
 use serde_json::{json, Value};
+use test_support::{assert_finished_labels, assert_succeeded, Stack};
 
 fn new_keyring(retention: Value) -> Value {
     let mut value = json!({"provider": "keyring", "keys": []});
@@ -27,7 +27,7 @@ fn key_ids(value: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn keyring_secret(stack: &Stack, retention: Value, functions: Functions) -> String {
+async fn keyring_secret(stack: &Stack, retention: Value, functions: Mode) -> String {
     stack
         .create_rotating_secret(
             &Stack::unique("keyring"),
@@ -40,8 +40,13 @@ async fn keyring_secret(stack: &Stack, retention: Value, functions: Functions) -
 #[tokio::test(flavor = "multi_thread")]
 async fn thirty_rotations_with_a_six_rotation_retention() {
     let stack = Stack::from_env().await;
-    let arn = keyring_secret(&stack, json!({"retentionRotations": 6}), Functions::Rotate).await;
-    let driver = stack.driver(Functions::Rotate);
+    let arn = keyring_secret(
+        &stack,
+        json!({"retentionRotations": 6}),
+        Mode::SecretsManager,
+    )
+    .await;
+    let driver = stack.driver(Mode::SecretsManager);
     let client = KeyringClient::new(stack.secrets.clone(), &arn).with_max_age(Duration::ZERO);
     let mut sealed: Vec<Vec<u8>> = Vec::new();
     for round in 1..=30u64 {
@@ -108,10 +113,10 @@ async fn a_key_past_retention_hours_is_refused_even_while_a_version_still_carrie
     let arn = keyring_secret(
         &stack,
         json!({"retentionHours": 0.002, "retentionRotations": 10}),
-        Functions::Rotate,
+        Mode::SecretsManager,
     )
     .await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let client = KeyringClient::new(stack.secrets.clone(), &arn).with_max_age(Duration::ZERO);
     assert_succeeded(&driver.rotate(&arn).await.unwrap());
     let first = client.refresh().await.unwrap();
@@ -155,8 +160,13 @@ async fn a_key_past_retention_hours_is_refused_even_while_a_version_still_carrie
 #[tokio::test(flavor = "multi_thread")]
 async fn tampering_with_a_ciphertext_or_its_header_is_detected() {
     let stack = Stack::from_env().await;
-    let arn = keyring_secret(&stack, json!({"retentionRotations": 3}), Functions::Rotate).await;
-    let driver = stack.driver(Functions::Rotate);
+    let arn = keyring_secret(
+        &stack,
+        json!({"retentionRotations": 3}),
+        Mode::SecretsManager,
+    )
+    .await;
+    let driver = stack.driver(Mode::SecretsManager);
     for _ in 0..2 {
         assert_succeeded(&driver.rotate(&arn).await.unwrap());
     }
@@ -215,9 +225,14 @@ async fn tampering_with_a_ciphertext_or_its_header_is_detected() {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_step_repeated_changes_nothing_and_a_crash_after_any_step_converges() {
     let stack = Stack::from_env().await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
 
-    let arn = keyring_secret(&stack, json!({"retentionRotations": 2}), Functions::Rotate).await;
+    let arn = keyring_secret(
+        &stack,
+        json!({"retentionRotations": 2}),
+        Mode::SecretsManager,
+    )
+    .await;
     let (token, _) = driver.next_token(&arn).await.unwrap();
     for step in Step::ALL {
         let stage = if step == Step::Finish {
@@ -246,7 +261,12 @@ async fn each_step_repeated_changes_nothing_and_a_crash_after_any_step_converges
     assert_eq!(key_ids(&stack.value(&arn, "AWSCURRENT").await).len(), 1);
 
     for crash_after in 1..=Step::ALL.len() {
-        let arn = keyring_secret(&stack, json!({"retentionRotations": 2}), Functions::Rotate).await;
+        let arn = keyring_secret(
+            &stack,
+            json!({"retentionRotations": 2}),
+            Mode::SecretsManager,
+        )
+        .await;
         assert_succeeded(&driver.rotate(&arn).await.unwrap());
         let before = stack.value(&arn, "AWSCURRENT").await;
         let before_version = version_with(&stack.labels(&arn).await, "AWSCURRENT")
@@ -297,8 +317,8 @@ fn as_decrypt_only(entry: &Value) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn rotates_through_the_step_functions() {
     let stack = Stack::from_env().await;
-    let arn = keyring_secret(&stack, json!({"retentionHours": 6}), Functions::PerStep).await;
-    let driver = stack.driver(Functions::PerStep);
+    let arn = keyring_secret(&stack, json!({"retentionHours": 6}), Mode::Workflow).await;
+    let driver = stack.driver(Mode::Workflow);
     for _ in 0..2 {
         assert_succeeded(&driver.rotate(&arn).await.unwrap());
     }
@@ -313,7 +333,7 @@ async fn rotates_through_the_step_functions() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_keyrings_and_forged_pending_versions_are_refused_clearly() {
     let stack = Stack::from_env().await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let material = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
     let key = |id: &str, state: &str, material: &str| json!({"id": id, "created": "2025-01-31T10:00:00Z", "state": state, "material": material});
     let cases = [
@@ -346,7 +366,7 @@ async fn bad_keyrings_and_forged_pending_versions_are_refused_clearly() {
     ];
     for (value, needle) in cases {
         let arn = stack
-            .create_rotating_secret(&Stack::unique("badkeyring"), &value, Functions::Rotate)
+            .create_rotating_secret(&Stack::unique("badkeyring"), &value, Mode::SecretsManager)
             .await;
         let labels = stack.labels(&arn).await;
         let run = driver.rotate(&arn).await.unwrap();
@@ -366,7 +386,12 @@ async fn bad_keyrings_and_forged_pending_versions_are_refused_clearly() {
     }
 
     // A pending version that is not one rotation of the current keyring: setSecret refuses it.
-    let arn = keyring_secret(&stack, json!({"retentionRotations": 2}), Functions::Rotate).await;
+    let arn = keyring_secret(
+        &stack,
+        json!({"retentionRotations": 2}),
+        Mode::SecretsManager,
+    )
+    .await;
     assert_succeeded(&driver.rotate(&arn).await.unwrap());
     let current = stack.value(&arn, "AWSCURRENT").await;
     let mut forged = current.clone();

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use test_support::{assert_succeeded, Db, Role, Stack};
-use rotator::driver::Functions;
+use rotation::Mode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
+use test_support::{assert_succeeded, Db, Role, Stack};
 
 async fn read_log_until(path: &std::path::Path, needle: &str) -> String {
     for _ in 0..50 {
@@ -29,9 +29,9 @@ async fn rotations_log_no_password_and_no_rotation_token() {
     for db in Db::ALL {
         // Single-user, through the rotate function.
         let (single, _, original) = stack
-            .db_user_with_secret(db, "logs", Functions::Rotate)
+            .db_user_with_secret(db, "logs", Mode::SecretsManager)
             .await;
-        let driver = stack.driver(Functions::Rotate);
+        let driver = stack.driver(Mode::SecretsManager);
         for _ in 0..2 {
             assert_succeeded(
                 &driver
@@ -49,9 +49,9 @@ async fn rotations_log_no_password_and_no_rotation_token() {
         let mut value = stack.db_secret(db, &user, &original);
         value["masterarn"] = json!(master_arn);
         let alternating = stack
-            .create_rotating_secret(&Stack::unique("logalt"), &value, Functions::PerStep)
+            .create_rotating_secret(&Stack::unique("logalt"), &value, Mode::Workflow)
             .await;
-        let per_step = stack.driver(Functions::PerStep);
+        let per_step = stack.driver(Mode::Workflow);
         for _ in 0..2 {
             assert_succeeded(
                 &per_step
@@ -71,9 +71,9 @@ async fn rotations_log_no_password_and_no_rotation_token() {
 
     // IAM access keys through the rotate function; the inactive key is used before the second
     // rotation, so its revocation comes with a warning naming it.
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let (iam, iam_user, first_key) = stack
-        .iam_user_with_secret("logiam", Functions::Rotate)
+        .iam_user_with_secret("logiam", Mode::SecretsManager)
         .await;
     assert_succeeded(
         &driver
@@ -91,12 +91,12 @@ async fn rotations_log_no_password_and_no_rotation_token() {
     assert!(!run.steps[0].result.as_ref().unwrap().warnings.is_empty());
 
     // A keyring through the step functions, long enough for a key to be destroyed.
-    let per_step = stack.driver(Functions::PerStep);
+    let per_step = stack.driver(Mode::Workflow);
     let keyring = stack
         .create_rotating_secret(
             &Stack::unique("logkeyring"),
             &json!({"provider": "keyring", "retentionRotations": 1, "keys": []}),
-            Functions::PerStep,
+            Mode::Workflow,
         )
         .await;
     for _ in 0..3 {

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_eventbridge::types::Target;
-use test_support::{assert_succeeded, Db, Stack};
-use rotator::driver::Functions;
+use rotation::Mode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
+use test_support::{assert_succeeded, Db, Stack};
 
 /// An SQS queue receiving the outcome events of `secrets` from the stack's bus.
 async fn subscribe(secrets: &[&str]) -> (aws_sdk_sqs::Client, String) {
@@ -147,7 +147,7 @@ async fn each_rotation_outcome_is_an_event_and_a_metric_without_secrets() {
     let mut value = stack.pg_secret(&user, &alt_original);
     value["masterarn"] = json!(master_arn);
     let alternating = stack
-        .create_rotating_secret(&Stack::unique("evalt"), &value, Functions::PerStep)
+        .create_rotating_secret(&Stack::unique("evalt"), &value, Mode::Workflow)
         .await;
     // A secret whose user does not exist: setSecret fails.
     let ghost = Stack::unique("evghost");
@@ -156,27 +156,27 @@ async fn each_rotation_outcome_is_an_event_and_a_metric_without_secrets() {
         .create_rotating_secret(
             &Stack::unique("evghost"),
             &stack.pg_secret(&ghost, &ghost_password),
-            Functions::Rotate,
+            Mode::SecretsManager,
         )
         .await;
 
     let (sqs, queue) = subscribe(&[&single, &alternating, &broken]).await;
     assert_succeeded(
         &stack
-            .driver(Functions::Rotate)
+            .driver(Mode::SecretsManager)
             .rotate(&single)
             .await
             .unwrap(),
     );
     assert_succeeded(
         &stack
-            .driver(Functions::PerStep)
+            .driver(Mode::Workflow)
             .rotate(&alternating)
             .await
             .unwrap(),
     );
     let failed_run = stack
-        .driver(Functions::Rotate)
+        .driver(Mode::SecretsManager)
         .rotate(&broken)
         .await
         .unwrap();

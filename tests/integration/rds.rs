@@ -3,11 +3,11 @@
 //! ROTATION_DB_HOST_OVERRIDES sends `*.rds.amazonaws.com` to the local servers, and for the
 //! rds-master strategy the test plays RDS's part by applying the password RDS was sent.
 
-use test_support::{assert_succeeded, Db, Role, Stack};
+use rotation::Mode;
 use rotation::Step;
-use rotator::driver::Functions;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
+use test_support::{assert_succeeded, Db, Role, Stack};
 
 /// A DB instance in moto whose master user is `rdsadmin`: (identifier, ARN).
 async fn instance(stack: &Stack, engine: &str) -> (String, String) {
@@ -17,7 +17,7 @@ async fn instance(stack: &Stack, engine: &str) -> (String, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn endpoints_are_discovered_from_instance_and_cluster_identifiers() {
     let stack = Stack::from_env().await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
 
     // An instance: no host, no port, no engine in the secret.
     let (id, _) = instance(&stack, "postgres").await;
@@ -25,7 +25,7 @@ async fn endpoints_are_discovered_from_instance_and_cluster_identifiers() {
     let original = stack.create_db_user(Db::Postgres, &user, Role::App).await;
     let value = json!({"dbInstanceIdentifier": id, "username": user, "password": original.expose_secret(), "dbname": "postgres"});
     let arn = stack
-        .create_rotating_secret(&Stack::unique("disc"), &value, Functions::Rotate)
+        .create_rotating_secret(&Stack::unique("disc"), &value, Mode::SecretsManager)
         .await;
     let run = driver.rotate(&arn).await.unwrap();
     assert_succeeded(&run);
@@ -60,7 +60,7 @@ async fn endpoints_are_discovered_from_instance_and_cluster_identifiers() {
     let original = stack.create_db_user(Db::MariaDb, &user, Role::App).await;
     let value = json!({"dbClusterIdentifier": cluster, "username": user, "password": original.expose_secret(), "dbname": "rotation_test"});
     let arn = stack
-        .create_rotating_secret(&Stack::unique("disc"), &value, Functions::Rotate)
+        .create_rotating_secret(&Stack::unique("disc"), &value, Mode::SecretsManager)
         .await;
     let run = driver.rotate(&arn).await.unwrap();
     assert_succeeded(&run);
@@ -75,7 +75,7 @@ async fn endpoints_are_discovered_from_instance_and_cluster_identifiers() {
     // An identifier RDS does not know is a clear error.
     let value = json!({"dbInstanceIdentifier": "no-such-db", "username": "u", "password": "p"});
     let arn = stack
-        .create_rotating_secret(&Stack::unique("disc"), &value, Functions::Rotate)
+        .create_rotating_secret(&Stack::unique("disc"), &value, Mode::SecretsManager)
         .await;
     let failure = driver
         .rotate(&arn)
@@ -100,9 +100,13 @@ async fn a_cluster_reader_endpoint_is_refused() {
         "password": "irrelevant",
     });
     let arn = stack
-        .create_rotating_secret(&Stack::unique("reader"), &value, Functions::Rotate)
+        .create_rotating_secret(&Stack::unique("reader"), &value, Mode::SecretsManager)
         .await;
-    let run = stack.driver(Functions::Rotate).rotate(&arn).await.unwrap();
+    let run = stack
+        .driver(Mode::SecretsManager)
+        .rotate(&arn)
+        .await
+        .unwrap();
     let failure = run.failure().expect("must fail").to_string();
     assert!(
         failure.contains("field `host`") && failure.contains("reader endpoint"),
@@ -113,7 +117,7 @@ async fn a_cluster_reader_endpoint_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_rds_managed_master_secret_is_reached_through_its_tags() {
     let stack = Stack::from_env().await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let (id, instance_arn) = instance(&stack, "postgres").await;
     let master = Stack::unique("pgrdsmaster");
     let master_password = stack
@@ -139,7 +143,7 @@ async fn an_rds_managed_master_secret_is_reached_through_its_tags() {
             "password": original.expose_secret(), "dbname": "postgres", "masterarn": master_arn,
         });
         let arn = stack
-            .create_rotating_secret(&Stack::unique("managed"), &value, Functions::Rotate)
+            .create_rotating_secret(&Stack::unique("managed"), &value, Mode::SecretsManager)
             .await;
         let run = driver.rotate(&arn).await.unwrap();
         if works {
@@ -171,7 +175,7 @@ async fn an_rds_managed_master_secret_is_reached_through_its_tags() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_master_user_is_rotated_through_modify_db_instance() {
     let stack = Stack::from_env().await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     // RDS names the secret's user as the instance's master user, as it does in AWS.
     let master = Stack::unique("pgmasterrot");
     let (id, _) = stack.rds_instance("postgres", &master).await;
@@ -183,7 +187,7 @@ async fn the_master_user_is_rotated_through_modify_db_instance() {
         "password": original.expose_secret(), "dbname": "postgres", "strategy": "rds-master",
     });
     let arn = stack
-        .create_rotating_secret(&Stack::unique("rdsmaster"), &value, Functions::Rotate)
+        .create_rotating_secret(&Stack::unique("rdsmaster"), &value, Mode::SecretsManager)
         .await;
     let (token, _) = driver.next_token(&arn).await.unwrap();
     let runs = driver

@@ -1,19 +1,19 @@
 //! Single-user rotation of PostgreSQL and MariaDB users through the real functions under
 //! `cargo lambda watch`.
 
-use test_support::{assert_finished_labels, assert_succeeded, Db, Stack};
+use rotation::Mode;
 use rotation::{Outcome, Step};
-use rotator::driver::Functions;
 use rotator::versions::version_with;
 use secrecy::{ExposeSecret, SecretString};
+use test_support::{assert_finished_labels, assert_succeeded, Db, Stack};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rotates_twice_through_the_rotate_function() {
     let stack = Stack::from_env().await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     for db in Db::ALL {
         let (arn, user, original) = stack
-            .db_user_with_secret(db, "single", Functions::Rotate)
+            .db_user_with_secret(db, "single", Mode::SecretsManager)
             .await;
         let mut replaced = original;
         for round in 1..=2 {
@@ -43,9 +43,9 @@ async fn rotates_through_the_four_step_functions() {
     let stack = Stack::from_env().await;
     for db in Db::ALL {
         let (arn, user, original) = stack
-            .db_user_with_secret(db, "perstep", Functions::PerStep)
+            .db_user_with_secret(db, "perstep", Mode::Workflow)
             .await;
-        let run = stack.driver(Functions::PerStep).rotate(&arn).await.unwrap();
+        let run = stack.driver(Mode::Workflow).rotate(&arn).await.unwrap();
         assert_succeeded(&run);
         let functions: Vec<_> = run.steps.iter().map(|s| s.function).collect();
         assert_eq!(
@@ -66,10 +66,10 @@ async fn rotates_through_the_four_step_functions() {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_step_repeated_changes_nothing() {
     let stack = Stack::from_env().await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     for db in Db::ALL {
         let (arn, user, original) = stack
-            .db_user_with_secret(db, "repeat", Functions::Rotate)
+            .db_user_with_secret(db, "repeat", Mode::SecretsManager)
             .await;
         let (token, _) = driver.next_token(&arn).await.unwrap();
         let mut pending_password = None;
@@ -121,11 +121,11 @@ async fn each_step_repeated_changes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_after_any_step_is_recovered_by_running_the_rotation_again() {
     let stack = Stack::from_env().await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     for db in Db::ALL {
         for crash_after in 1..=Step::ALL.len() {
             let (arn, user, original) = stack
-                .db_user_with_secret(db, "crash", Functions::Rotate)
+                .db_user_with_secret(db, "crash", Mode::SecretsManager)
                 .await;
             let before = stack.labels(&arn).await;
             let original_version = version_with(&before, "AWSCURRENT").unwrap().to_owned();
@@ -188,10 +188,10 @@ async fn reset_password(stack: &Stack, db: Db, user: &str, password: &SecretStri
 #[tokio::test(flavor = "multi_thread")]
 async fn falls_back_to_the_previous_password_when_the_current_one_is_refused() {
     let stack = Stack::from_env().await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     for db in Db::ALL {
         let (arn, user, original) = stack
-            .db_user_with_secret(db, "fallback", Functions::Rotate)
+            .db_user_with_secret(db, "fallback", Mode::SecretsManager)
             .await;
         assert_succeeded(&driver.rotate(&arn).await.unwrap());
         reset_password(&stack, db, &user, &original).await;
@@ -206,7 +206,7 @@ async fn falls_back_to_the_previous_password_when_the_current_one_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn user_names_and_passwords_that_need_quoting_rotate() {
     let stack = Stack::from_env().await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     for db in Db::ALL {
         for prefix in ["Up Case", "q'uo\"te", "back\\slash;", "ünï"] {
             let user = Stack::unique(prefix);
@@ -221,7 +221,7 @@ async fn user_names_and_passwords_that_need_quoting_rotate() {
                 .create_rotating_secret(
                     &Stack::unique("quoting"),
                     &stack.db_secret(db, &user, &hostile),
-                    Functions::Rotate,
+                    Mode::SecretsManager,
                 )
                 .await;
             assert_succeeded(&driver.rotate(&arn).await.unwrap());
@@ -247,9 +247,9 @@ fn refused_logins(stack: &Stack, user: &str) -> usize {
 async fn a_first_set_secret_tries_no_password_that_is_refused() {
     let stack = Stack::from_env().await;
     let (arn, user, original) = stack
-        .db_user_with_secret(Db::Postgres, "onelogin", Functions::PerStep)
+        .db_user_with_secret(Db::Postgres, "onelogin", Mode::Workflow)
         .await;
-    let run = stack.driver(Functions::PerStep).rotate(&arn).await.unwrap();
+    let run = stack.driver(Mode::Workflow).rotate(&arn).await.unwrap();
     assert_succeeded(&run);
     assert_eq!(
         refused_logins(&stack, &user),

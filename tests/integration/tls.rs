@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use test_support::{assert_succeeded, Db, Role, Stack};
 use rotation::error::{Credential, DbFailure};
 use rotation::providers::database::Who;
 use rotation::providers::database_secret::TlsMode;
 use rotation::providers::{mysql, postgres};
+use rotation::Mode;
 use rotation::RotationError;
-use rotator::driver::Functions;
 use serde_json::json;
+use test_support::{assert_succeeded, Db, Role, Stack};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_untrusted_server_certificate_is_refused() {
@@ -77,10 +77,14 @@ async fn the_functions_use_tls_by_default() {
             .create_rotating_secret(
                 &Stack::unique("tlsonly"),
                 &stack.db_secret(db, &user, &original),
-                Functions::Rotate,
+                Mode::SecretsManager,
             )
             .await;
-        let run = stack.driver(Functions::Rotate).rotate(&arn).await.unwrap();
+        let run = stack
+            .driver(Mode::SecretsManager)
+            .rotate(&arn)
+            .await
+            .unwrap();
         assert_succeeded(&run);
         assert!(run
             .steps
@@ -95,7 +99,7 @@ async fn the_functions_use_tls_by_default() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ssl_false_turns_tls_off_explicitly_with_a_warning() {
     let stack = Stack::from_env().await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     for db in Db::ALL {
         // Without TLS, a user the server admits only over TLS cannot rotate: nothing falls back.
         let strict = Stack::unique(&format!("{}strict", db.prefix()));
@@ -103,7 +107,7 @@ async fn ssl_false_turns_tls_off_explicitly_with_a_warning() {
         let mut value = stack.db_secret(db, &strict, &strict_password);
         value["ssl"] = json!(false);
         let arn = stack
-            .create_rotating_secret(&Stack::unique("strict"), &value, Functions::Rotate)
+            .create_rotating_secret(&Stack::unique("strict"), &value, Mode::SecretsManager)
             .await;
         let run = driver.rotate(&arn).await.unwrap();
         let failure = run
@@ -119,7 +123,7 @@ async fn ssl_false_turns_tls_off_explicitly_with_a_warning() {
         let mut value = stack.db_secret(db, &plain, &plain_password);
         value["ssl"] = json!(false);
         let arn = stack
-            .create_rotating_secret(&Stack::unique("plain"), &value, Functions::Rotate)
+            .create_rotating_secret(&Stack::unique("plain"), &value, Mode::SecretsManager)
             .await;
         let run = driver.rotate(&arn).await.unwrap();
         assert_succeeded(&run);

@@ -36,7 +36,7 @@ impl Step {
     }
 
     /// The name of the Lambda binary that runs only this step.
-    pub fn function_name(self) -> &'static str {
+    pub const fn function_name(self) -> &'static str {
         match self {
             Step::Create => "create-secret",
             Step::Set => "set-secret",

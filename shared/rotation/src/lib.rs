@@ -3,6 +3,10 @@
 //! It implements Secrets Manager's four-step rotation protocol ([`protocol`]) on top of a
 //! provider seam ([`providers`]) that knows how to create, set and test one kind of
 //! credential. Every function binary is a thin `main` around [`lambda::serve`].
+//!
+//! With the `driver` feature, `driver` runs a rotation's steps through the Lambda Invoke API
+//! (`invoke`) the way Secrets Manager or the workflow would: the local stack's stand-in for
+//! both, used by the compromise response there and by the command line.
 
 pub mod concurrent;
 pub mod config;
@@ -23,6 +27,10 @@ pub mod tls;
 
 #[cfg(feature = "compromise")]
 pub mod compromise;
+#[cfg(feature = "driver")]
+pub mod driver;
+#[cfg(feature = "driver")]
+pub mod invoke;
 
 pub use error::RotationError;
 pub use event::{RotationContext, RotationEvent, Step};

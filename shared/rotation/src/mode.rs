@@ -67,8 +67,16 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// The function that runs `step` of a secret rotated in `mode`.
+    pub const fn of(mode: Mode, step: Step) -> Caller {
+        match mode {
+            Mode::SecretsManager => Caller::Rotate,
+            Mode::Workflow => Caller::Step(step),
+        }
+    }
+
     /// The function's name.
-    pub fn function_name(self) -> &'static str {
+    pub const fn function_name(self) -> &'static str {
         match self {
             Caller::Rotate => "rotate",
             Caller::Step(step) => step.function_name(),
@@ -107,6 +115,15 @@ pub fn check(caller: Caller, metadata: &SecretMetadata) -> Result<Mode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_mode_runs_a_step_in_its_own_function() {
+        assert_eq!(Caller::of(Mode::SecretsManager, Step::Set), Caller::Rotate);
+        assert_eq!(
+            Caller::of(Mode::Workflow, Step::Set),
+            Caller::Step(Step::Set)
+        );
+    }
 
     fn metadata(tag: Option<&str>, enabled: bool) -> SecretMetadata {
         SecretMetadata {

@@ -45,11 +45,43 @@ impl SecretMetadata {
 
     /// The version that carries `stage`, if any.
     pub fn version_with(&self, stage: &str) -> Option<&str> {
-        self.versions
-            .iter()
-            .find(|(_, stages)| stages.iter().any(|s| s == stage))
-            .map(|(id, _)| id.as_str())
+        version_with(&self.versions, stage)
     }
+}
+
+/// The labelled versions of a secret (DescribeSecret), each with its labels sorted; versions
+/// without labels are left out. The error names the call and the secret, for an operator.
+pub async fn labels(client: &Client, secret_id: &str) -> std::result::Result<Labels, String> {
+    let out = client
+        .describe_secret()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "DescribeSecret {secret_id}: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+            )
+        })?;
+    Ok(out
+        .version_ids_to_stages()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, stages)| !stages.is_empty())
+        .map(|(id, mut stages)| {
+            stages.sort();
+            (id, stages)
+        })
+        .collect())
+}
+
+/// The version carrying `stage` among `labels`, if any.
+pub fn version_with<'a>(labels: &'a Labels, stage: &str) -> Option<&'a str> {
+    labels
+        .iter()
+        .find(|(_, stages)| stages.iter().any(|s| s == stage))
+        .map(|(id, _)| id.as_str())
 }
 
 /// A Secrets Manager client that counts the API calls made through it, and remembers when each

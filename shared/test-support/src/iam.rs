@@ -3,7 +3,7 @@
 //! lists it and STS does not know it).
 
 use aws_sdk_iam::error::ProvideErrorMetadata;
-use rotator::driver::Functions;
+use rotation::Mode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
@@ -71,7 +71,7 @@ impl Stack {
     pub async fn iam_user_with_secret(
         &self,
         prefix: &str,
-        functions: Functions,
+        functions: Mode,
     ) -> (String, String, AccessKey) {
         let (user, key) = self.iam_user(prefix).await;
         let arn = self

@@ -18,7 +18,7 @@ use rotation::RotationError;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use rotator::driver::{Functions, LocalDriver};
+use rotator::driver::LocalDriver;
 use rotator::invoke::LambdaInvoker;
 use rotator::versions::{labels, Labels};
 
@@ -159,7 +159,7 @@ impl Stack {
     }
 
     /// A driver invoking `functions`.
-    pub fn driver(&self, functions: Functions) -> LocalDriver {
+    pub fn driver(&self, functions: Mode) -> LocalDriver {
         let invoker = LambdaInvoker::new(&self.lambda_endpoint, Duration::from_secs(180))
             .expect("HTTP client");
         LocalDriver::new(invoker, self.secrets.clone(), functions)
@@ -340,7 +340,7 @@ impl Stack {
         &self,
         db: Db,
         prefix: &str,
-        functions: Functions,
+        functions: Mode,
     ) -> (String, String, SecretString) {
         let user = Self::unique(&format!("{}{prefix}", db.prefix()));
         let password = self.create_db_user(db, &user, Role::App).await;
@@ -573,15 +573,15 @@ impl Stack {
         &self,
         name: &str,
         value: &Value,
-        functions: Functions,
+        functions: Mode,
     ) -> String {
         match functions {
-            Functions::Rotate => {
+            Mode::SecretsManager => {
                 let arn = self.create_secret(name, value).await;
                 self.enable_rotation(&arn).await;
                 arn
             }
-            Functions::PerStep => self
+            Mode::Workflow => self
                 .secrets
                 .create_secret()
                 .name(name)
@@ -603,7 +603,7 @@ impl Stack {
 
     /// A PostgreSQL user and its secret in Secrets Manager mode: (secret ARN, user, password).
     pub async fn pg_user_with_secret(&self, prefix: &str) -> (String, String, SecretString) {
-        self.pg_user_with_secret_for(prefix, Functions::Rotate)
+        self.pg_user_with_secret_for(prefix, Mode::SecretsManager)
             .await
     }
 
@@ -611,7 +611,7 @@ impl Stack {
     pub async fn pg_user_with_secret_for(
         &self,
         prefix: &str,
-        functions: Functions,
+        functions: Mode,
     ) -> (String, String, SecretString) {
         let user = Self::unique(prefix);
         let password = self.create_user(&user, "").await;

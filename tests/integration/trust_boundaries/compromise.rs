@@ -8,16 +8,16 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use test_support::{Db, Stack};
 use rotation::compromise::bounds::{DEFAULT_MAX_ROTATIONS_PER_HOUR, DEFAULT_MAX_SECRETS};
 use rotation::compromise::incident::RECORD_TAG;
 use rotation::config::{ENV_COMPROMISE_MAX_ROTATIONS_PER_HOUR, ENV_COMPROMISE_MAX_SECRETS};
 use rotation::mode::MODE_TAG;
+use rotation::Mode;
 use rotation_keyring::Keyring;
-use rotator::driver::Functions;
 use rotator::invoke::InvokeError;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
+use test_support::{Db, Stack};
 
 /// Every version of a secret, deprecated ones included, with its sorted labels.
 async fn versions(stack: &Stack, arn: &str) -> BTreeMap<String, Vec<String>> {
@@ -79,7 +79,7 @@ fn incident_event(incident: &str, detail: Value) -> Value {
 
 async fn send(stack: &Stack, event: &Value) -> Result<Value, InvokeError> {
     stack
-        .driver(Functions::Rotate)
+        .driver(Mode::SecretsManager)
         .invoker()
         .invoke("compromise", event)
         .await
@@ -133,7 +133,7 @@ async fn the_same_incident_twice_changes_nothing_the_second_time() {
     let mut value = stack.pg_secret(&user, &original);
     value["masterarn"] = json!(master_arn);
     let alternating = stack
-        .create_rotating_secret(&Stack::unique("cmponcealt"), &value, Functions::PerStep)
+        .create_rotating_secret(&Stack::unique("cmponcealt"), &value, Mode::Workflow)
         .await;
 
     let event = incident_event(&incident, json!({"secretIds": [single, alternating]}));
@@ -205,7 +205,7 @@ async fn the_same_incident_twice_changes_nothing_the_second_time() {
 async fn past_the_hourly_bound_a_secret_is_refused_and_left_as_it_was() {
     let stack = Stack::from_env().await;
     let (arn, _, _) = stack
-        .pg_user_with_secret_for("cmphourly", Functions::PerStep)
+        .pg_user_with_secret_for("cmphourly", Mode::Workflow)
         .await;
     // Distinct incidents, each one rotation, until the secret has as many versions as the bound
     // allows in an hour (its first version counts: it was created moments ago).
@@ -302,7 +302,7 @@ async fn a_keyring_hit_by_repeated_incidents_loses_at_most_one_generation_per_in
         .create_rotating_secret(
             &Stack::unique("cmpkeyring"),
             &keyring_with(3, 2),
-            Functions::PerStep,
+            Mode::Workflow,
         )
         .await;
     let mut keys = key_ids(&stack.value(&arn, "AWSCURRENT").await);

@@ -6,16 +6,17 @@
 //! test's accounts is the same, the writer's own server saw no connection from the master, and
 //! the secret holds no working credential for any user but its own.
 
+use postgres_protocol::escape::escape_identifier;
+use rotation::providers::database_secret::TlsMode;
+use rotation::providers::mysql;
+use rotation::Mode;
+use rotator::driver::RotationRun;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
 use test_support::attacker::WriterServer;
 use test_support::catalog::Catalog;
 use test_support::stack::record_value;
 use test_support::{assert_succeeded, Db, Role, Stack};
-use postgres_protocol::escape::escape_identifier;
-use rotation::providers::database_secret::TlsMode;
-use rotation::providers::mysql;
-use rotator::driver::{Functions, RotationRun};
-use secrecy::{ExposeSecret, SecretString};
-use serde_json::{json, Value};
 
 /// A user of the test (its name starts with the test's prefix) and its password.
 struct Account {
@@ -121,7 +122,7 @@ impl World {
             .expect("PutSecretValue");
         stack.enable_rotation(&self.app_arn).await;
         stack
-            .driver(Functions::Rotate)
+            .driver(Mode::SecretsManager)
             .rotate(&self.app_arn)
             .await
             .expect("the driver ran")
@@ -338,9 +339,15 @@ async fn ssl_false_in_an_application_secret_never_downgrades_the_master() {
         "masterarn": master_arn,
     });
     let arn = stack
-        .create_rotating_secret(&Stack::unique("tbnossl"), &value, Functions::Rotate)
+        .create_rotating_secret(&Stack::unique("tbnossl"), &value, Mode::SecretsManager)
         .await;
-    assert_succeeded(&stack.driver(Functions::Rotate).rotate(&arn).await.unwrap());
+    assert_succeeded(
+        &stack
+            .driver(Mode::SecretsManager)
+            .rotate(&arn)
+            .await
+            .unwrap(),
+    );
     let logins: Vec<String> = server
         .lines_naming(&master)
         .into_iter()
@@ -439,9 +446,13 @@ async fn the_master_refuses_cleartext_and_md5_password_requests() {
             "masterarn": master_arn,
         });
         let arn = stack
-            .create_rotating_secret(&Stack::unique("tbrogue"), &value, Functions::Rotate)
+            .create_rotating_secret(&Stack::unique("tbrogue"), &value, Mode::SecretsManager)
             .await;
-        let run = stack.driver(Functions::Rotate).rotate(&arn).await.unwrap();
+        let run = stack
+            .driver(Mode::SecretsManager)
+            .rotate(&arn)
+            .await
+            .unwrap();
         let failure = run.failure().expect("must be refused").to_string();
         assert!(
             failure.contains("trust rule: the master logs in with SCRAM only")
@@ -477,7 +488,7 @@ async fn a_disabled_role_stays_disabled() {
         .await;
     let before = world.catalog(&stack).await;
     let run = stack
-        .driver(Functions::Rotate)
+        .driver(Mode::SecretsManager)
         .rotate(&world.app_arn)
         .await
         .unwrap();

@@ -6,11 +6,11 @@
 //! writer knows them. The stack checks STS signatures as AWS does (scripts/rds-recorder.py):
 //! moto alone would accept any secret for a known key id.
 
-use test_support::iam::AccessKey;
-use test_support::Stack;
-use rotator::driver::Functions;
+use rotation::Mode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
+use test_support::iam::AccessKey;
+use test_support::Stack;
 
 fn sorted(keys: &[&AccessKey]) -> Vec<String> {
     let mut ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
@@ -28,7 +28,11 @@ fn forged(key: &AccessKey) -> AccessKey {
 
 /// Rotates `arn` once; returns the failure's type and message (the rotation must fail).
 async fn refused(stack: &Stack, arn: &str) -> (Option<String>, String) {
-    let run = stack.driver(Functions::Rotate).rotate(arn).await.unwrap();
+    let run = stack
+        .driver(Mode::SecretsManager)
+        .rotate(arn)
+        .await
+        .unwrap();
     let failure = run.failure().expect("the rotation must be refused");
     (failure.error_type().map(str::to_owned), failure.to_string())
 }
@@ -41,7 +45,7 @@ async fn a_writer_naming_another_users_key_gets_no_key_created_or_deleted() {
     let second = stack.create_access_key(&victim).await;
     let value = Stack::iam_secret(&victim, &forged(&first));
     let arn = stack
-        .create_rotating_secret(&Stack::unique("iamwriter"), &value, Functions::Rotate)
+        .create_rotating_secret(&Stack::unique("iamwriter"), &value, Mode::SecretsManager)
         .await;
     let labels = stack.labels(&arn).await;
 
@@ -65,7 +69,7 @@ async fn a_writer_naming_another_users_key_gets_no_key_created_or_deleted() {
 async fn an_unknown_key_on_the_user_is_reported_and_never_deleted() {
     let stack = Stack::from_env().await;
     let (arn, user, key) = stack
-        .iam_user_with_secret("iamunknown", Functions::Rotate)
+        .iam_user_with_secret("iamunknown", Mode::SecretsManager)
         .await;
     // An administrator's key on the same user, which no version of the secret records.
     let admin = stack.create_access_key(&user).await;
@@ -90,7 +94,7 @@ async fn an_unknown_key_on_the_user_is_reported_and_never_deleted() {
 async fn a_forged_previous_version_gets_no_other_key_deleted() {
     let stack = Stack::from_env().await;
     let (arn, user, key) = stack
-        .iam_user_with_secret("iamprevious", Functions::Rotate)
+        .iam_user_with_secret("iamprevious", Mode::SecretsManager)
         .await;
     let admin = stack.create_access_key(&user).await;
     // The writer holds the user's own key (AWSCURRENT) and makes AWSPREVIOUS name the

@@ -6,16 +6,16 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use test_support::mysql_echo::EchoProxy;
-use test_support::{Db, Role, Stack};
 use rotation::error::Credential;
 use rotation::providers::database::{Database, Who};
 use rotation::providers::database_secret::TlsMode;
 use rotation::providers::mysql::native_password_hash;
 use rotation::providers::postgres::{connect, Postgres};
-use rotator::driver::Functions;
+use rotation::Mode;
 use secrecy::ExposeSecret;
 use serde_json::json;
+use test_support::mysql_echo::EchoProxy;
+use test_support::{Db, Role, Stack};
 
 /// A log writer appending to a shared buffer.
 #[derive(Clone, Default)]
@@ -110,10 +110,14 @@ async fn a_database_error_echoing_the_password_statement_is_redacted() {
     value["port"] = json!(proxy.port);
     value["ssl"] = json!(false);
     let arn = stack
-        .create_rotating_secret(&Stack::unique("echo"), &value, Functions::Rotate)
+        .create_rotating_secret(&Stack::unique("echo"), &value, Mode::SecretsManager)
         .await;
 
-    let run = stack.driver(Functions::Rotate).rotate(&arn).await.unwrap();
+    let run = stack
+        .driver(Mode::SecretsManager)
+        .rotate(&arn)
+        .await
+        .unwrap();
     let failure = run
         .failure()
         .expect("the echoing proxy fails the rotation")

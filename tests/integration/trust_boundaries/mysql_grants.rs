@@ -5,13 +5,13 @@
 //! `REQUIRE` and resource limits; MySQL 8's partial revokes (which MariaDB lacks) are covered
 //! by the unit tests of `rotation::providers::mysql::grants` on MySQL 8's `SHOW GRANTS` lines.
 
-use test_support::mysql_catalog::{account_catalog, account_hosts};
-use test_support::{assert_succeeded, Db, Role, Stack};
 use mysql_async::prelude::Queryable;
 use rotation::providers::mysql::{native_password_hash, quote};
-use rotator::driver::Functions;
+use rotation::Mode;
 use secrecy::SecretString;
 use serde_json::json;
+use test_support::mysql_catalog::{account_catalog, account_hosts};
+use test_support::{assert_succeeded, Db, Role, Stack};
 
 /// An alternating-users MariaDB secret: the application user, its master (a full secret at the
 /// same endpoint), and the master's credentials (for SQL a DBA would run as the master).
@@ -30,7 +30,7 @@ async fn alternating(stack: &Stack) -> Alternating {
     let mut value = stack.db_secret(Db::MariaDb, &user, &password);
     value["masterarn"] = json!(master_arn);
     let arn = stack
-        .create_rotating_secret(&Stack::unique("grants"), &value, Functions::Rotate)
+        .create_rotating_secret(&Stack::unique("grants"), &value, Mode::SecretsManager)
         .await;
     Alternating {
         arn,
@@ -112,7 +112,7 @@ async fn the_clone_gets_exactly_the_base_account_and_loses_what_it_loses() {
     )
     .await;
 
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     assert_succeeded(&driver.rotate(&setup.arn).await.unwrap());
     let (current_user, current) = stack.credentials(&setup.arn, "AWSCURRENT").await;
     assert_eq!(&current_user, clone);
@@ -183,7 +183,7 @@ async fn a_locked_account_stays_locked_through_its_clone() {
     let before = stack.labels(&setup.arn).await;
 
     let run = stack
-        .driver(Functions::Rotate)
+        .driver(Mode::SecretsManager)
         .rotate(&setup.arn)
         .await
         .unwrap();

@@ -6,11 +6,11 @@
 //! request the functions make is recorded by the stack's proxy, so "no ModifyDB* reached RDS"
 //! is checked on the wire.
 
-use test_support::{Db, Role, Stack};
+use rotation::Mode;
 use rotation::Step;
-use rotator::driver::Functions;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
+use test_support::{Db, Role, Stack};
 
 /// The tag that binds a DB resource to the one secret allowed to reset its master password.
 const TAG: &str = "rotation-secret-arn";
@@ -24,7 +24,7 @@ fn rds_master_secret(user: &str, password: &SecretString, instance: &str) -> Val
 
 /// Runs createSecret and setSecret; returns setSecret's error message (None when it passed).
 async fn create_and_set(stack: &Stack, arn: &str) -> (String, Option<String>) {
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let (token, _) = driver.next_token(arn).await.unwrap();
     let runs = driver
         .run_steps(&[Step::Create, Step::Set], arn, &token, None)
@@ -66,7 +66,7 @@ async fn a_writer_naming_another_instance_cannot_reset_its_master_password() {
     ];
     for (value, rule) in attacks {
         let arn = stack
-            .create_rotating_secret(&Stack::unique("rdsattack"), &value, Functions::Rotate)
+            .create_rotating_secret(&Stack::unique("rdsattack"), &value, Mode::SecretsManager)
             .await;
         let (_, error) = create_and_set(&stack, &arn).await;
         let error = error.expect("setSecret must refuse");
@@ -103,7 +103,7 @@ async fn the_current_master_password_proves_a_cluster_and_it_is_rotated() {
         "password": original.expose_secret(), "dbname": "rotation_test", "strategy": "rds-master",
     });
     let arn = stack
-        .create_rotating_secret(&Stack::unique("rdscluster"), &value, Functions::Rotate)
+        .create_rotating_secret(&Stack::unique("rdscluster"), &value, Mode::SecretsManager)
         .await;
     let (token, error) = create_and_set(&stack, &arn).await;
     assert_eq!(error, None);
@@ -116,7 +116,7 @@ async fn the_current_master_password_proves_a_cluster_and_it_is_rotated() {
     stack
         .apply_master_password(Db::MariaDb, &master, &pending)
         .await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let rest = driver
         .run_steps(&[Step::Test, Step::Finish], &arn, &token, None)
         .await;
@@ -138,7 +138,7 @@ async fn a_lost_master_password_is_reset_only_for_the_secret_the_tag_names() {
         .create_rotating_secret(
             &Stack::unique("rdslost"),
             &rds_master_secret(&master, &lost, &instance),
-            Functions::Rotate,
+            Mode::SecretsManager,
         )
         .await;
 
@@ -164,7 +164,7 @@ async fn a_lost_master_password_is_reset_only_for_the_secret_the_tag_names() {
 
     // The administrator's tag names this secret: the master password is reset through RDS.
     stack.tag_rds_resource(&instance_arn, TAG, &arn).await;
-    let driver = stack.driver(Functions::Rotate);
+    let driver = stack.driver(Mode::SecretsManager);
     let (token, _) = driver.next_token(&arn).await.unwrap();
     let set = driver
         .run_steps(&[Step::Create, Step::Set], &arn, &token, None)

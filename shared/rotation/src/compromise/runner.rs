@@ -6,21 +6,22 @@
 //!   invokes `rotate`), a workflow mode secret by starting the workflow's state machine
 //!   (`ROTATION_STATE_MACHINE_ARN`) with the new version's token.
 //! - On the local stack (`ROTATION_LOCAL_LAMBDA_ENDPOINT` set: moto runs neither Secrets
-//!   Manager's rotation nor Step Functions), the runner plays their part and invokes the
-//!   functions of the secret's mode, step by step, through the Lambda Invoke API.
+//!   Manager's rotation nor Step Functions), the runner plays their part with the
+//!   [`LocalDriver`], which invokes the functions of the secret's mode, step by step, through
+//!   the Lambda Invoke API.
 
 use std::time::{Duration, Instant, SystemTime};
-
-use serde_json::Value;
 
 use super::bounds::Bounds;
 use super::error::CompromiseError;
 use super::incident::{Incident, RECORD_TAG};
 use super::plan::SecretPlan;
 use crate::config::variables;
+use crate::driver::LocalDriver;
 use crate::error::RotationError;
-use crate::event::{RotationContext, RotationEvent, Step};
-use crate::mode::{Caller, Mode};
+use crate::event::Step;
+use crate::invoke::{InvokeError, LambdaInvoker};
+use crate::mode::Mode;
 use crate::secrets_manager::{SecretMetadata, SecretsManager, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 
 /// Environment variable [`variables::STATE_MACHINE_ARN`].
@@ -37,10 +38,7 @@ enum Start {
         sfn: aws_sdk_sfn::Client,
         state_machine_arn: Option<String>,
     },
-    Local {
-        endpoint: String,
-        http: reqwest::Client,
-    },
+    Local(LambdaInvoker),
 }
 
 /// What the response did to one secret.
@@ -97,20 +95,17 @@ impl Runner {
             .map_err(CompromiseError::Configuration)?;
         let nonempty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let start = match nonempty(ENV_LOCAL_LAMBDA_ENDPOINT) {
-            Some(endpoint) => Start::Local {
-                endpoint: endpoint.trim_end_matches('/').to_owned(),
-                http: reqwest::Client::builder()
-                    .timeout(timeout)
-                    .build()
+            Some(endpoint) => Start::Local(
+                LambdaInvoker::new(&endpoint, timeout)
                     .map_err(|e| CompromiseError::Configuration(format!("HTTP client: {e}")))?,
-            },
+            ),
             None => Start::Aws {
                 sfn: aws_sdk_sfn::Client::new(aws),
                 state_machine_arn: nonempty(ENV_STATE_MACHINE_ARN),
             },
         };
         let poll = match start {
-            Start::Local { .. } => Duration::from_millis(200),
+            Start::Local(_) => Duration::from_millis(200),
             Start::Aws { .. } => Duration::from_secs(2),
         };
         Ok(Runner {
@@ -355,10 +350,29 @@ impl Runner {
                     .await
                     .map_err(|e| failed(aws_sdk_sfn::error::DisplayErrorContext(e).to_string()))?;
             }
-            (Start::Local { endpoint, http }, mode) => {
-                invoke_steps(http, endpoint, mode, &plan.secret_arn, token)
-                    .await
-                    .map_err(failed)?;
+            (Start::Local(invoker), mode) => {
+                let driver = LocalDriver::new(invoker.clone(), self.secrets.clone(), mode);
+                let runs = driver
+                    .run_steps(&Step::ALL, &plan.secret_arn, token, None)
+                    .await;
+                if let Some((run, e)) = runs
+                    .iter()
+                    .find_map(|run| run.result.as_ref().err().map(|e| (run, e)))
+                {
+                    return Err(failed(match e {
+                        InvokeError::Function {
+                            error_type,
+                            message,
+                            ..
+                        } => format!(
+                            "{} failed {}: {error_type}: {message}",
+                            run.function, run.step
+                        ),
+                        InvokeError::Transport { detail, .. } => {
+                            format!("{}: {detail}", run.function)
+                        }
+                    }));
+                }
             }
         }
         Ok(())
@@ -444,66 +458,4 @@ fn describe_labels(metadata: &SecretMetadata) -> String {
         .collect();
     labels.sort();
     labels.join("; ")
-}
-
-/// Local stack only: the four steps through the Lambda Invoke API, as Secrets Manager (the
-/// `rotate` function) or the state machine (the step functions, with the context it passes)
-/// would invoke them.
-async fn invoke_steps(
-    http: &reqwest::Client,
-    endpoint: &str,
-    mode: Mode,
-    secret: &str,
-    token: &str,
-) -> Result<(), String> {
-    let started_at = aws_smithy_types::DateTime::from(SystemTime::now())
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .map_err(|e| e.to_string())?;
-    let mut context = RotationContext {
-        started_at: (mode == Mode::Workflow).then_some(started_at),
-        ..RotationContext::default()
-    };
-    for step in Step::ALL {
-        let caller = match mode {
-            Mode::SecretsManager => Caller::Rotate,
-            Mode::Workflow => Caller::Step(step),
-        };
-        let event = RotationEvent {
-            step,
-            secret_id: secret.to_owned(),
-            client_request_token: token.to_owned(),
-            rotation_token: None,
-            context: context.clone(),
-        };
-        let function = caller.function_name();
-        let url = format!("{endpoint}/2015-03-31/functions/{function}/invocations");
-        let response = http
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(event.to_value().to_string())
-            .send()
-            .await
-            .map_err(|e| format!("{function}: {e}"))?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            return Err(format!(
-                "{function} failed {}: {}: {}",
-                step,
-                body["errorType"].as_str().unwrap_or("Unhandled"),
-                body["errorMessage"].as_str().unwrap_or("no message")
-            ));
-        }
-        if mode == Mode::Workflow {
-            for (field, slot) in [
-                ("provider", &mut context.provider),
-                ("strategy", &mut context.strategy),
-            ] {
-                if let Some(value) = body[field].as_str() {
-                    *slot = Some(value.to_owned());
-                }
-            }
-        }
-    }
-    Ok(())
 }
