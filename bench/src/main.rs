@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use futures::stream::{self, StreamExt};
 use rotation::password::PasswordPolicy;
-use rotation::Mode;
+use rotation::{Mode, FUNCTIONS};
 use rotation::{RotationContext, Step};
 use rotator::driver::{LocalDriver, RotationRun};
 use rotator::invoke::LambdaInvoker;
@@ -32,16 +32,6 @@ use floor::FloorSecret;
 use proxy::CountingProxy;
 use report::{ArtifactRow, CallsRow, ColdStartRow, FleetRow, Machine, MemoryRow, Results, WarmRow};
 use stats::Summary;
-
-/// The function binaries, in the order of the tables.
-const FUNCTIONS: [&str; 6] = [
-    "rotate",
-    "create-secret",
-    "set-secret",
-    "test-secret",
-    "finish-secret",
-    "compromise",
-];
 
 /// Measure the release binaries on the local stack (see scripts/bench.sh).
 #[derive(Parser)]

@@ -298,7 +298,7 @@ mod tests {
         let e = ctx().invoke(
             "app",
             &InvokeError::Transport {
-                function: "rotate".into(),
+                function: rotation::Caller::Rotate.function_name().into(),
                 endpoint: "http://x".into(),
                 detail: "error sending request: operation timed out".into(),
             },

@@ -34,5 +34,5 @@ pub mod invoke;
 
 pub use error::RotationError;
 pub use event::{RotationContext, RotationEvent, Step};
-pub use mode::{Caller, Mode};
+pub use mode::{Caller, Mode, COMPROMISE_FUNCTION, FUNCTIONS};
 pub use report::{Outcome, StepReport};

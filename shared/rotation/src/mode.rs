@@ -84,6 +84,20 @@ impl Caller {
     }
 }
 
+/// The name of the compromise response's function.
+pub const COMPROMISE_FUNCTION: &str = "compromise";
+
+/// Every Lambda function of this project by name: `rotate`, the four step functions in protocol
+/// order, and `compromise`.
+pub const FUNCTIONS: [&str; 6] = [
+    Caller::Rotate.function_name(),
+    Caller::Step(Step::Create).function_name(),
+    Caller::Step(Step::Set).function_name(),
+    Caller::Step(Step::Test).function_name(),
+    Caller::Step(Step::Finish).function_name(),
+    COMPROMISE_FUNCTION,
+];
+
 /// Refuses a secret configured for the other mode, and checks what each mode requires of
 /// Secrets Manager's rotation setting.
 pub fn check(caller: Caller, metadata: &SecretMetadata) -> Result<Mode> {
@@ -122,6 +136,17 @@ mod tests {
         assert_eq!(
             Caller::of(Mode::Workflow, Step::Set),
             Caller::Step(Step::Set)
+        );
+        assert_eq!(
+            FUNCTIONS,
+            [
+                "rotate",
+                "create-secret",
+                "set-secret",
+                "test-secret",
+                "finish-secret",
+                "compromise"
+            ]
         );
     }
 

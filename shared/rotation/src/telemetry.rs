@@ -108,12 +108,13 @@ impl StepTelemetry {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::mode::Caller;
 
     /// A finished rotation's outcome.
     pub(crate) fn succeeded() -> StepTelemetry {
         StepTelemetry {
             status: Status::Succeeded,
-            function: "rotate",
+            function: Caller::Rotate.function_name(),
             step: Step::Finish,
             secret_arn: "arn:aws:secretsmanager:us-east-1:1:secret:app-AbCdEf".into(),
             secret_name: Some("app".into()),
