@@ -19,12 +19,13 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::stream::{self, StreamExt};
-use test_support::{Db, Stack};
 use rotation::password::PasswordPolicy;
+use rotation::secrets_manager::AWSCURRENT;
 use rotation::{RotationContext, Step};
 use rotator::driver::{Functions, LocalDriver, RotationRun};
 use rotator::invoke::LambdaInvoker;
 use serde_json::{json, Value};
+use test_support::{Db, Stack};
 
 use emulator::{launch, Emulator, FunctionProcess, Launcher};
 use floor::FloorSecret;
@@ -251,13 +252,17 @@ struct ColdEvents {
 
 impl ColdEvents {
     async fn prepare(stack: &Stack) -> Result<ColdEvents, String> {
-        let (sm_arn, _, _) = stack.pg_user_with_secret("bench_cold").await;
-        let (wf_arn, _, _) = stack
-            .pg_user_with_secret_for("bench_cold_wf", Functions::PerStep)
-            .await;
+        let sm_arn = stack
+            .db_user_with_secret(Db::Postgres, "bench_cold", Functions::Rotate)
+            .await
+            .secret_arn;
+        let wf_arn = stack
+            .db_user_with_secret(Db::Postgres, "bench_cold_wf", Functions::PerStep)
+            .await
+            .secret_arn;
         let current = |arn: String| async move {
             let labels = stack.labels(&arn).await;
-            rotator::versions::version_with(&labels, "AWSCURRENT")
+            rotator::versions::version_with(&labels, AWSCURRENT)
                 .map(str::to_owned)
                 .ok_or_else(|| format!("{arn} has no AWSCURRENT version"))
         };
@@ -391,32 +396,26 @@ async fn start_functions(
 async fn warm_secrets(stack: &Stack) -> Vec<WarmSecret> {
     let mut secrets = Vec::new();
     for functions in [Functions::Rotate, Functions::PerStep] {
-        let (arn, _, _) = stack
-            .pg_user_with_secret_for("bench_single", functions)
-            .await;
+        let arn = stack
+            .db_user_with_secret(Db::Postgres, "bench_single", functions)
+            .await
+            .secret_arn;
         secrets.push(WarmSecret {
             arn,
             strategy: "single-user",
             functions,
         });
         secrets.push(WarmSecret {
-            arn: alternating_secret(stack, functions).await,
+            arn: stack
+                .alternating_user_with_secret(Db::Postgres, "bench_alt", false, functions)
+                .await
+                .app
+                .secret_arn,
             strategy: "alternating-users",
             functions,
         });
     }
     secrets
-}
-
-async fn alternating_secret(stack: &Stack, functions: Functions) -> String {
-    let (master_arn, _, _) = stack.master_secret(Db::Postgres, false).await;
-    let user = Stack::unique("bench_alt");
-    let password = stack.create_user(&user, "").await;
-    let mut value = stack.pg_secret(&user, &password);
-    value["masterarn"] = json!(master_arn);
-    stack
-        .create_rotating_secret(&Stack::unique("bench/alternating"), &value, functions)
-        .await
 }
 
 fn driver(stack: &Stack, invoker: &LambdaInvoker, functions: Functions) -> LocalDriver {
@@ -563,7 +562,12 @@ async fn fleet(
     args: &Args,
 ) -> Result<Vec<FleetRow>, String> {
     let arns: Vec<String> = stream::iter(0..args.fleet)
-        .map(|_| async { stack.pg_user_with_secret("bench_fleet").await.0 })
+        .map(|_| async {
+            stack
+                .db_user_with_secret(Db::Postgres, "bench_fleet", Functions::Rotate)
+                .await
+                .secret_arn
+        })
         .buffer_unordered(8)
         .collect()
         .await;

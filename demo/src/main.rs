@@ -15,11 +15,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use test_support::{Db, Role, Stack};
+use rotation::secrets_manager::AWSCURRENT;
 use rotator::driver::{render_run, Functions};
 use rotator::versions::render;
 use secrecy::SecretString;
 use serde_json::{json, Value};
+use test_support::{Credentials, Db, Role, Stack, TestUser};
 
 /// The Secrets Manager mode secret the sample events in events/rotate/ name.
 const SEED_SECRET: &str = "local/postgres/app";
@@ -85,7 +86,7 @@ async fn prove_logins(
     new: (&str, &SecretString),
 ) -> Result<(), String> {
     for (user, password, what) in old {
-        match stack.login(user, password).await {
+        match stack.pg_login(user, password).await {
             Ok(_) if *what == "refused" => {
                 return Err(format!("the replaced password of {user} still logs in"))
             }
@@ -97,7 +98,7 @@ async fn prove_logins(
         }
     }
     let client = stack
-        .login(new.0, new.1)
+        .pg_login(new.0, new.1)
         .await
         .map_err(|e| format!("the new password does not log in: {e}"))?;
     let row = client
@@ -125,14 +126,17 @@ async fn demo(stack: &Stack) -> Result<(), String> {
     let started = Instant::now();
 
     println!("== 1. Single-user rotation through the `rotate` function (Secrets Manager mode)\n");
-    let user = Stack::unique("demo_app");
-    let original = stack.create_user(&user, "").await;
-    let value = stack.pg_secret(&user, &original);
-    let arn = stack
-        .create_secret(&Stack::unique("demo/postgres"), &value)
+    let TestUser {
+        secret_arn: arn,
+        user,
+        password: original,
+    } = stack
+        .db_user_with_secret(Db::Postgres, "demo_app", Functions::Rotate)
         .await;
-    stack.enable_rotation(&arn).await;
-    println!("secret {arn}\n  {}", redacted(&value));
+    println!(
+        "secret {arn}\n  {}",
+        redacted(&stack.value(&arn, AWSCURRENT).await)
+    );
     println!("versions before:\n{}", render(&stack.labels(&arn).await));
     let run = stack.driver(Functions::Rotate).rotate(&arn).await?;
     print!("{}", render_run(&run));
@@ -140,7 +144,7 @@ async fn demo(stack: &Stack) -> Result<(), String> {
         return Err(e.to_string());
     }
     println!("versions after:\n{}", render(&stack.labels(&arn).await));
-    let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+    let current = stack.credentials(&arn, AWSCURRENT).await.password;
     println!("proof:");
     prove_logins(
         stack,
@@ -150,19 +154,18 @@ async fn demo(stack: &Stack) -> Result<(), String> {
     .await?;
 
     println!("\n== 2. Alternating users through the four step functions (workflow mode), twice\n");
-    let (master_arn, _, _) = stack.master_secret(Db::Postgres, false).await;
-    let user = Stack::unique("demo_svc");
-    let original = stack.create_user(&user, "").await;
-    let mut value = stack.pg_secret(&user, &original);
-    value["masterarn"] = json!(master_arn);
-    let arn = stack
-        .create_rotating_secret(
-            &Stack::unique("demo/postgres-alternating"),
-            &value,
-            Functions::PerStep,
-        )
-        .await;
-    println!("secret {arn}\n  {}\n", redacted(&value));
+    let TestUser {
+        secret_arn: arn,
+        user,
+        password: original,
+    } = stack
+        .alternating_user_with_secret(Db::Postgres, "demo_svc", false, Functions::PerStep)
+        .await
+        .app;
+    println!(
+        "secret {arn}\n  {}\n",
+        redacted(&stack.value(&arn, AWSCURRENT).await)
+    );
     let mut replaced: Vec<(String, SecretString)> = vec![(user.clone(), original)];
     for round in 1..=2 {
         let run = stack.driver(Functions::PerStep).rotate(&arn).await?;
@@ -174,7 +177,10 @@ async fn demo(stack: &Stack) -> Result<(), String> {
             "versions after rotation {round}:\n{}",
             render(&stack.labels(&arn).await)
         );
-        let (current_user, current) = stack.credentials(&arn, "AWSCURRENT").await;
+        let Credentials {
+            user: current_user,
+            password: current,
+        } = stack.credentials(&arn, AWSCURRENT).await;
         let mut checks: Vec<(String, SecretString, &str)> = Vec::new();
         if replaced.len() >= 2 {
             let (u, p) = &replaced[replaced.len() - 2];
@@ -208,10 +214,10 @@ async fn seed(stack: &Stack) -> Result<(), String> {
     ] {
         stack.delete_secret(secret).await;
         stack
-            .admin_sql(&format!("DROP ROLE IF EXISTS {user}"))
+            .db_admin_sql(Db::Postgres, &format!("DROP ROLE IF EXISTS {user}"))
             .await;
-        let password = stack.create_user(user, "").await;
-        let value = stack.pg_secret(user, &password);
+        let password = stack.create_db_user(Db::Postgres, user, Role::App).await;
+        let value = stack.db_secret(Db::Postgres, user, &password);
         let arn = match functions {
             Functions::Rotate => {
                 let arn = stack.create_secret(secret, &value).await;
@@ -242,7 +248,10 @@ async fn seed(stack: &Stack) -> Result<(), String> {
     }
     stack.delete_secret(SEED_MYSQL_SECRET).await;
     stack
-        .mysql_admin_sql(&format!("DROP USER IF EXISTS '{SEED_MYSQL_USER}'@'%'"))
+        .db_admin_sql(
+            Db::MariaDb,
+            &format!("DROP USER IF EXISTS '{SEED_MYSQL_USER}'@'%'"),
+        )
         .await;
     let password = stack
         .create_db_user(Db::MariaDb, SEED_MYSQL_USER, Role::App)

@@ -2,14 +2,15 @@
 
 use std::time::Duration;
 
-use test_support::{assert_succeeded, Db, Role, Stack};
 use rotation::error::{Credential, DbFailure};
 use rotation::providers::database::Who;
 use rotation::providers::database_secret::TlsMode;
 use rotation::providers::{mysql, postgres};
+use rotation::secrets_manager::AWSCURRENT;
 use rotation::RotationError;
 use rotator::driver::Functions;
 use serde_json::json;
+use test_support::{assert_succeeded, Db, Role, Stack};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_untrusted_server_certificate_is_refused() {
@@ -86,7 +87,7 @@ async fn the_functions_use_tls_by_default() {
             .steps
             .iter()
             .all(|s| s.result.as_ref().unwrap().warnings.is_empty()));
-        let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+        let current = stack.credentials(&arn, AWSCURRENT).await.password;
         stack.assert_db_login(db, &user, &current).await;
         stack.assert_db_refused(db, &user, &original).await;
     }
@@ -135,7 +136,7 @@ async fn ssl_false_turns_tls_off_explicitly_with_a_warning() {
                 report.warnings
             );
         }
-        let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+        let current = stack.credentials(&arn, AWSCURRENT).await.password;
         stack.assert_db_login(db, &plain, &current).await;
         stack.assert_db_refused(db, &plain, &plain_password).await;
     }
