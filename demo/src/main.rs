@@ -9,7 +9,9 @@
 //! single steps by hand with `cargo lambda invoke`: `local/postgres/app` in Secrets Manager mode
 //! (events/rotate/, for the `rotate` function, AWSPENDING waiting under the events' token) and
 //! `local/postgres/app-workflow` in workflow mode (events/, for the step functions), and
-//! `local/mysql/app` on MariaDB (events/mysql/, for the `rotate` function).
+//! `local/mysql/app` on MariaDB (events/mysql/, for the `rotate` function). The secrets and what
+//! the seed makes of them are `test_support::samples`', which the integration tests send every
+//! sample event against.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -20,24 +22,8 @@ use rotator::driver::{render_run, Functions};
 use rotator::versions::render;
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use test_support::{Credentials, Db, Role, Stack, TestUser};
-
-/// The Secrets Manager mode secret the sample events in events/rotate/ name.
-const SEED_SECRET: &str = "local/postgres/app";
-/// Its PostgreSQL user.
-const SEED_USER: &str = "app_local";
-/// The MySQL (MariaDB) secret the sample events in events/mysql/ name.
-const SEED_MYSQL_SECRET: &str = "local/mysql/app";
-/// Its MariaDB user.
-const SEED_MYSQL_USER: &str = "app_local";
-/// The ClientRequestToken of the MySQL sample events.
-const SEED_MYSQL_TOKEN: &str = "00000000-0000-4000-8000-000000000003";
-/// The workflow mode secret the sample events of the step functions name.
-const SEED_WORKFLOW_SECRET: &str = "local/postgres/app-workflow";
-/// Its PostgreSQL user.
-const SEED_WORKFLOW_USER: &str = "app_local_workflow";
-/// The ClientRequestToken of the sample events.
-const SEED_TOKEN: &str = "00000000-0000-4000-8000-000000000001";
+use test_support::samples::SAMPLE_SECRETS;
+use test_support::{Credentials, Db, Stack, TestUser};
 
 #[derive(Parser)]
 #[command(about = "A full local rotation against the local stack (see scripts/demo.sh)")]
@@ -203,78 +189,24 @@ async fn demo(stack: &Stack) -> Result<(), String> {
 }
 
 async fn seed(stack: &Stack) -> Result<(), String> {
-    for (secret, user, functions, events) in [
-        (SEED_SECRET, SEED_USER, Functions::Rotate, "events/rotate"),
-        (
-            SEED_WORKFLOW_SECRET,
-            SEED_WORKFLOW_USER,
-            Functions::PerStep,
-            "events",
-        ),
-    ] {
-        stack.delete_secret(secret).await;
-        stack
-            .db_admin_sql(Db::Postgres, &format!("DROP ROLE IF EXISTS {user}"))
-            .await;
-        let password = stack.create_db_user(Db::Postgres, user, Role::App).await;
-        let value = stack.db_secret(Db::Postgres, user, &password);
-        let arn = match functions {
-            Functions::Rotate => {
-                let arn = stack.create_secret(secret, &value).await;
-                stack
-                    .enable_rotation_with_token(&arn, Some(SEED_TOKEN))
-                    .await;
-                arn
-            }
-            Functions::PerStep => {
-                stack
-                    .create_rotating_secret(secret, &value, functions)
-                    .await
-            }
-        };
+    for sample in SAMPLE_SECRETS {
+        let seeded = stack.seed_sample(&sample).await;
         println!(
-            "seeded {secret} for user {user}, versions:\n{}",
-            render(&stack.labels(&arn).await)
+            "seeded {} ({:?}) for user {}, versions:\n{}",
+            sample.name,
+            sample.db,
+            sample.user,
+            render(&stack.labels(&seeded.secret_arn).await)
         );
         println!("run, in order:");
         for step in rotation::Step::ALL {
             println!(
-                "  cargo lambda invoke {} --data-file {events}/{}.json -A 127.0.0.1 -P 49001",
-                functions.name(step),
-                step.function_name()
+                "  cargo lambda invoke {} --data-file {} -A 127.0.0.1 -P 49001",
+                sample.functions.name(step),
+                sample.event_file(step)
             );
         }
         println!();
-    }
-    stack.delete_secret(SEED_MYSQL_SECRET).await;
-    stack
-        .db_admin_sql(
-            Db::MariaDb,
-            &format!("DROP USER IF EXISTS '{SEED_MYSQL_USER}'@'%'"),
-        )
-        .await;
-    let password = stack
-        .create_db_user(Db::MariaDb, SEED_MYSQL_USER, Role::App)
-        .await;
-    let arn = stack
-        .create_secret(
-            SEED_MYSQL_SECRET,
-            &stack.db_secret(Db::MariaDb, SEED_MYSQL_USER, &password),
-        )
-        .await;
-    stack
-        .enable_rotation_with_token(&arn, Some(SEED_MYSQL_TOKEN))
-        .await;
-    println!(
-        "seeded {SEED_MYSQL_SECRET} (MariaDB) for user {SEED_MYSQL_USER}, versions:\n{}",
-        render(&stack.labels(&arn).await)
-    );
-    println!("run, in order:");
-    for step in rotation::Step::ALL {
-        println!(
-            "  cargo lambda invoke rotate --data-file events/mysql/{}.json -A 127.0.0.1 -P 49001",
-            step.function_name()
-        );
     }
     Ok(())
 }

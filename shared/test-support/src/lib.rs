@@ -11,6 +11,7 @@ pub mod iam;
 pub mod mysql_catalog;
 pub mod mysql_echo;
 pub mod rds;
+pub mod samples;
 pub mod stack;
 
 pub use fixtures::{AlternatingUser, Credentials, MasterSecret, TestUser};
