@@ -179,11 +179,7 @@ async fn a_crash_after_any_step_keeps_the_current_user_working() {
         let rerun = driver.rotate(&arn).await.unwrap();
         assert_succeeded(&rerun);
         assert_eq!(rerun.token, token);
-        let Credentials {
-            user: current_user,
-            password: current,
-        } = stack.credentials(&arn, AWSCURRENT).await;
-        stack.assert_db_login(db, &current_user, &current).await;
+        stack.assert_stage_logs_in(db, &arn, AWSCURRENT).await;
         stack.assert_db_login(db, &user, &original).await;
     }
 }

@@ -421,11 +421,9 @@ async fn tag_rotation_of_twenty_secrets_survives_one_broken() {
             continue;
         }
         stack.assert_db_refused(Db::Postgres, user, password).await;
-        let Credentials {
-            user: u,
-            password: p,
-        } = stack.credentials(arn, AWSCURRENT).await;
-        stack.assert_db_login(Db::Postgres, &u, &p).await;
+        stack
+            .assert_stage_logs_in(Db::Postgres, arn, AWSCURRENT)
+            .await;
     }
     assert!(
         started.elapsed() < Duration::from_secs(240),

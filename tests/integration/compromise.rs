@@ -131,21 +131,15 @@ async fn every_password_valid_before_the_incident_is_retired() {
     stack
         .assert_db_refused(Db::Postgres, &clone_user, &clone_before)
         .await;
-    let Credentials {
-        user: u,
-        password: p,
-    } = stack.credentials(&single, AWSCURRENT).await;
-    stack.assert_db_login(Db::Postgres, &u, &p).await;
-    let Credentials {
-        user: u,
-        password: p,
-    } = stack.credentials(&alternating, AWSCURRENT).await;
-    stack.assert_db_login(Db::Postgres, &u, &p).await;
-    let Credentials {
-        user: u,
-        password: p,
-    } = stack.credentials(&alternating, AWSPREVIOUS).await;
-    stack.assert_db_login(Db::Postgres, &u, &p).await;
+    stack
+        .assert_stage_logs_in(Db::Postgres, &single, AWSCURRENT)
+        .await;
+    stack
+        .assert_stage_logs_in(Db::Postgres, &alternating, AWSCURRENT)
+        .await;
+    stack
+        .assert_stage_logs_in(Db::Postgres, &alternating, AWSPREVIOUS)
+        .await;
     assert_eq!(
         stack.labels(&bystander).await,
         bystander_labels,

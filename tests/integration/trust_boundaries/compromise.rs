@@ -202,11 +202,9 @@ async fn the_same_incident_twice_changes_nothing_the_second_time() {
 
     // The current credentials still work.
     for arn in [&single, &alternating] {
-        let Credentials {
-            user: u,
-            password: p,
-        } = stack.credentials(arn, AWSCURRENT).await;
-        stack.assert_db_login(Db::Postgres, &u, &p).await;
+        stack
+            .assert_stage_logs_in(Db::Postgres, arn, AWSCURRENT)
+            .await;
     }
 }
 
