@@ -300,6 +300,16 @@ async fn a_user_name_too_long_for_its_clone_is_refused_clearly() {
     let stack = Stack::from_env().await;
     // The stack sets USERNAME_CHARACTER_LIMIT=32 (MySQL 8's limit): 30 + "_clone" is too long.
     let user = format!("my{}", "x".repeat(28));
+    // A fixed name: a run before this one on the same stack left the user behind.
+    stack
+        .db_admin_sql(
+            Db::MariaDb,
+            &format!(
+                "DROP USER IF EXISTS {}@'%'",
+                rotation::providers::mysql::quote(&user, false)
+            ),
+        )
+        .await;
     let password = stack.create_db_user(Db::MariaDb, &user, Role::App).await;
     let master_arn = stack.master_secret(Db::MariaDb, true).await.arn;
     let mut value = stack.db_secret(Db::MariaDb, &user, &password);
