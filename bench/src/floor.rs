@@ -10,11 +10,12 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
-use test_support::{Db, Stack};
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use rotation::password::PasswordPolicy;
+use rotation::secrets_manager::{AWSCURRENT, AWSPENDING};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
+use test_support::{Db, Role, Stack};
 
 /// A secret the floor rotates over and over, and what it knows about it.
 pub struct FloorSecret {
@@ -35,11 +36,11 @@ impl FloorSecret {
     /// A single-user secret: the user changes its own password.
     pub async fn single_user(stack: &Stack) -> Result<FloorSecret, String> {
         let user = Stack::unique("bench_floor");
-        let password = stack.create_user(&user, "").await;
+        let password = stack.create_db_user(Db::Postgres, &user, Role::App).await;
         let arn = stack
             .create_secret(
                 &Stack::unique("bench/floor"),
-                &stack.pg_secret(&user, &password),
+                &stack.db_secret(Db::Postgres, &user, &password),
             )
             .await;
         FloorSecret::load(stack, arn, user, password, None).await
@@ -47,12 +48,12 @@ impl FloorSecret {
 
     /// An alternating-users secret: a master with CREATEROLE sets the other user's password.
     pub async fn alternating(stack: &Stack) -> Result<FloorSecret, String> {
-        let (master_arn, _, _) = stack.master_secret(Db::Postgres, false).await;
+        let master_arn = stack.master_secret(Db::Postgres, false).await.arn;
         let user = Stack::unique("bench_floor_alt");
-        let password = stack.create_user(&user, "").await;
+        let password = stack.create_db_user(Db::Postgres, &user, Role::App).await;
         let clone = format!("{user}_clone");
-        stack.create_user(&clone, "").await;
-        let mut value = stack.pg_secret(&user, &password);
+        stack.create_db_user(Db::Postgres, &clone, Role::App).await;
+        let mut value = stack.db_secret(Db::Postgres, &user, &password);
         value["masterarn"] = json!(master_arn);
         let arn = stack
             .create_secret(&Stack::unique("bench/floor-alt"), &value)
@@ -71,7 +72,7 @@ impl FloorSecret {
             .secrets
             .get_secret_value()
             .secret_id(&arn)
-            .version_stage("AWSCURRENT")
+            .version_stage(AWSCURRENT)
             .send()
             .await
             .map_err(|e| sm_error("GetSecretValue", e))?;
@@ -118,12 +119,12 @@ impl FloorSecret {
             .secret_id(&self.arn)
             .client_request_token(&token)
             .secret_string(pending.to_string())
-            .version_stages("AWSPENDING")
+            .version_stages(AWSPENDING)
             .send()
             .await
             .map_err(|e| sm_error("PutSecretValue", e))?;
         let session = stack
-            .login(&admin_user, &admin_password)
+            .pg_login(&admin_user, &admin_password)
             .await
             .map_err(|e| format!("floor: login as {admin_user}: {e}"))?;
         let verifier =
@@ -137,12 +138,12 @@ impl FloorSecret {
             .await
             .map_err(|e| format!("floor: ALTER ROLE: {e}"))?;
         stack
-            .login(&target, &new_password)
+            .pg_login(&target, &new_password)
             .await
             .map_err(|e| format!("floor: login as {target}: {e}"))?;
         sm.update_secret_version_stage()
             .secret_id(&self.arn)
-            .version_stage("AWSCURRENT")
+            .version_stage(AWSCURRENT)
             .move_to_version_id(&token)
             .remove_from_version_id(&self.current_version)
             .send()
@@ -150,7 +151,7 @@ impl FloorSecret {
             .map_err(|e| sm_error("UpdateSecretVersionStage", e))?;
         sm.update_secret_version_stage()
             .secret_id(&self.arn)
-            .version_stage("AWSPENDING")
+            .version_stage(AWSPENDING)
             .remove_from_version_id(&token)
             .send()
             .await
@@ -170,7 +171,7 @@ async fn read_value(stack: &Stack, arn: &str) -> Result<Value, String> {
         .secrets
         .get_secret_value()
         .secret_id(arn)
-        .version_stage("AWSCURRENT")
+        .version_stage(AWSCURRENT)
         .send()
         .await
         .map_err(|e| sm_error("GetSecretValue", e))?;

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use futures::stream::{self, StreamExt};
 use rotation::password::PasswordPolicy;
-use rotation::{Mode, FUNCTIONS};
-use rotation::{RotationContext, Step};
+use rotation::secrets_manager::AWSCURRENT;
+use rotation::{Mode, RotationContext, Step, FUNCTIONS};
 use rotator::driver::{LocalDriver, RotationRun};
 use rotator::invoke::LambdaInvoker;
 use serde_json::{json, Value};
@@ -242,13 +242,17 @@ struct ColdEvents {
 
 impl ColdEvents {
     async fn prepare(stack: &Stack) -> Result<ColdEvents, String> {
-        let (sm_arn, _, _) = stack.pg_user_with_secret("bench_cold").await;
-        let (wf_arn, _, _) = stack
-            .pg_user_with_secret_for("bench_cold_wf", Mode::Workflow)
-            .await;
+        let sm_arn = stack
+            .db_user_with_secret(Db::Postgres, "bench_cold", Mode::SecretsManager)
+            .await
+            .secret_arn;
+        let wf_arn = stack
+            .db_user_with_secret(Db::Postgres, "bench_cold_wf", Mode::Workflow)
+            .await
+            .secret_arn;
         let current = |arn: String| async move {
             let labels = stack.labels(&arn).await;
-            rotator::versions::version_with(&labels, "AWSCURRENT")
+            rotator::versions::version_with(&labels, AWSCURRENT)
                 .map(str::to_owned)
                 .ok_or_else(|| format!("{arn} has no AWSCURRENT version"))
         };
@@ -382,32 +386,26 @@ async fn start_functions(
 async fn warm_secrets(stack: &Stack) -> Vec<WarmSecret> {
     let mut secrets = Vec::new();
     for functions in [Mode::SecretsManager, Mode::Workflow] {
-        let (arn, _, _) = stack
-            .pg_user_with_secret_for("bench_single", functions)
-            .await;
+        let arn = stack
+            .db_user_with_secret(Db::Postgres, "bench_single", functions)
+            .await
+            .secret_arn;
         secrets.push(WarmSecret {
             arn,
             strategy: "single-user",
             functions,
         });
         secrets.push(WarmSecret {
-            arn: alternating_secret(stack, functions).await,
+            arn: stack
+                .alternating_user_with_secret(Db::Postgres, "bench_alt", false, functions)
+                .await
+                .app
+                .secret_arn,
             strategy: "alternating-users",
             functions,
         });
     }
     secrets
-}
-
-async fn alternating_secret(stack: &Stack, functions: Mode) -> String {
-    let (master_arn, _, _) = stack.master_secret(Db::Postgres, false).await;
-    let user = Stack::unique("bench_alt");
-    let password = stack.create_user(&user, "").await;
-    let mut value = stack.pg_secret(&user, &password);
-    value["masterarn"] = json!(master_arn);
-    stack
-        .create_rotating_secret(&Stack::unique("bench/alternating"), &value, functions)
-        .await
 }
 
 fn driver(stack: &Stack, invoker: &LambdaInvoker, functions: Mode) -> LocalDriver {
@@ -554,7 +552,12 @@ async fn fleet(
     args: &Args,
 ) -> Result<Vec<FleetRow>, String> {
     let arns: Vec<String> = stream::iter(0..args.fleet)
-        .map(|_| async { stack.pg_user_with_secret("bench_fleet").await.0 })
+        .map(|_| async {
+            stack
+                .db_user_with_secret(Db::Postgres, "bench_fleet", Mode::SecretsManager)
+                .await
+                .secret_arn
+        })
         .buffer_unordered(8)
         .collect()
         .await;

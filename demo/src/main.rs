@@ -9,35 +9,22 @@
 //! single steps by hand with `cargo lambda invoke`: `local/postgres/app` in Secrets Manager mode
 //! (events/rotate/, for the `rotate` function, AWSPENDING waiting under the events' token) and
 //! `local/postgres/app-workflow` in workflow mode (events/, for the step functions), and
-//! `local/mysql/app` on MariaDB (events/mysql/, for the `rotate` function).
+//! `local/mysql/app` on MariaDB (events/mysql/, for the `rotate` function). The secrets and what
+//! the seed makes of them are `test_support::samples`', which the integration tests send every
+//! sample event against.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use rotation::secrets_manager::AWSCURRENT;
 use rotation::Mode;
 use rotator::driver::render_run;
 use rotator::versions::render;
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use test_support::{Db, Role, Stack};
-
-/// The Secrets Manager mode secret the sample events in events/rotate/ name.
-const SEED_SECRET: &str = "local/postgres/app";
-/// Its PostgreSQL user.
-const SEED_USER: &str = "app_local";
-/// The MySQL (MariaDB) secret the sample events in events/mysql/ name.
-const SEED_MYSQL_SECRET: &str = "local/mysql/app";
-/// Its MariaDB user.
-const SEED_MYSQL_USER: &str = "app_local";
-/// The ClientRequestToken of the MySQL sample events.
-const SEED_MYSQL_TOKEN: &str = "00000000-0000-4000-8000-000000000003";
-/// The workflow mode secret the sample events of the step functions name.
-const SEED_WORKFLOW_SECRET: &str = "local/postgres/app-workflow";
-/// Its PostgreSQL user.
-const SEED_WORKFLOW_USER: &str = "app_local_workflow";
-/// The ClientRequestToken of the sample events.
-const SEED_TOKEN: &str = "00000000-0000-4000-8000-000000000001";
+use test_support::samples::SAMPLE_SECRETS;
+use test_support::{Credentials, Db, Stack, TestUser};
 
 #[derive(Parser)]
 #[command(about = "A full local rotation against the local stack (see scripts/demo.sh)")]
@@ -86,7 +73,7 @@ async fn prove_logins(
     new: (&str, &SecretString),
 ) -> Result<(), String> {
     for (user, password, what) in old {
-        match stack.login(user, password).await {
+        match stack.pg_login(user, password).await {
             Ok(_) if *what == "refused" => {
                 return Err(format!("the replaced password of {user} still logs in"))
             }
@@ -98,7 +85,7 @@ async fn prove_logins(
         }
     }
     let client = stack
-        .login(new.0, new.1)
+        .pg_login(new.0, new.1)
         .await
         .map_err(|e| format!("the new password does not log in: {e}"))?;
     let row = client
@@ -126,14 +113,17 @@ async fn demo(stack: &Stack) -> Result<(), String> {
     let started = Instant::now();
 
     println!("== 1. Single-user rotation through the `rotate` function (Secrets Manager mode)\n");
-    let user = Stack::unique("demo_app");
-    let original = stack.create_user(&user, "").await;
-    let value = stack.pg_secret(&user, &original);
-    let arn = stack
-        .create_secret(&Stack::unique("demo/postgres"), &value)
+    let TestUser {
+        secret_arn: arn,
+        user,
+        password: original,
+    } = stack
+        .db_user_with_secret(Db::Postgres, "demo_app", Mode::SecretsManager)
         .await;
-    stack.enable_rotation(&arn).await;
-    println!("secret {arn}\n  {}", redacted(&value));
+    println!(
+        "secret {arn}\n  {}",
+        redacted(&stack.value(&arn, AWSCURRENT).await)
+    );
     println!("versions before:\n{}", render(&stack.labels(&arn).await));
     let run = stack.driver(Mode::SecretsManager).rotate(&arn).await?;
     print!("{}", render_run(&run));
@@ -141,7 +131,7 @@ async fn demo(stack: &Stack) -> Result<(), String> {
         return Err(e.to_string());
     }
     println!("versions after:\n{}", render(&stack.labels(&arn).await));
-    let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+    let current = stack.credentials(&arn, AWSCURRENT).await.password;
     println!("proof:");
     prove_logins(
         stack,
@@ -151,19 +141,18 @@ async fn demo(stack: &Stack) -> Result<(), String> {
     .await?;
 
     println!("\n== 2. Alternating users through the four step functions (workflow mode), twice\n");
-    let (master_arn, _, _) = stack.master_secret(Db::Postgres, false).await;
-    let user = Stack::unique("demo_svc");
-    let original = stack.create_user(&user, "").await;
-    let mut value = stack.pg_secret(&user, &original);
-    value["masterarn"] = json!(master_arn);
-    let arn = stack
-        .create_rotating_secret(
-            &Stack::unique("demo/postgres-alternating"),
-            &value,
-            Mode::Workflow,
-        )
-        .await;
-    println!("secret {arn}\n  {}\n", redacted(&value));
+    let TestUser {
+        secret_arn: arn,
+        user,
+        password: original,
+    } = stack
+        .alternating_user_with_secret(Db::Postgres, "demo_svc", false, Mode::Workflow)
+        .await
+        .app;
+    println!(
+        "secret {arn}\n  {}\n",
+        redacted(&stack.value(&arn, AWSCURRENT).await)
+    );
     let mut replaced: Vec<(String, SecretString)> = vec![(user.clone(), original)];
     for round in 1..=2 {
         let run = stack.driver(Mode::Workflow).rotate(&arn).await?;
@@ -175,7 +164,10 @@ async fn demo(stack: &Stack) -> Result<(), String> {
             "versions after rotation {round}:\n{}",
             render(&stack.labels(&arn).await)
         );
-        let (current_user, current) = stack.credentials(&arn, "AWSCURRENT").await;
+        let Credentials {
+            user: current_user,
+            password: current,
+        } = stack.credentials(&arn, AWSCURRENT).await;
         let mut checks: Vec<(String, SecretString, &str)> = Vec::new();
         if replaced.len() >= 2 {
             let (u, p) = &replaced[replaced.len() - 2];
@@ -198,80 +190,24 @@ async fn demo(stack: &Stack) -> Result<(), String> {
 }
 
 async fn seed(stack: &Stack) -> Result<(), String> {
-    for (secret, user, functions, events) in [
-        (
-            SEED_SECRET,
-            SEED_USER,
-            Mode::SecretsManager,
-            "events/rotate",
-        ),
-        (
-            SEED_WORKFLOW_SECRET,
-            SEED_WORKFLOW_USER,
-            Mode::Workflow,
-            "events",
-        ),
-    ] {
-        stack.delete_secret(secret).await;
-        stack
-            .admin_sql(&format!("DROP ROLE IF EXISTS {user}"))
-            .await;
-        let password = stack.create_user(user, "").await;
-        let value = stack.pg_secret(user, &password);
-        let arn = match functions {
-            Mode::SecretsManager => {
-                let arn = stack.create_secret(secret, &value).await;
-                stack
-                    .enable_rotation_with_token(&arn, Some(SEED_TOKEN))
-                    .await;
-                arn
-            }
-            Mode::Workflow => {
-                stack
-                    .create_rotating_secret(secret, &value, functions)
-                    .await
-            }
-        };
+    for sample in SAMPLE_SECRETS {
+        let seeded = stack.seed_sample(&sample).await;
         println!(
-            "seeded {secret} for user {user}, versions:\n{}",
-            render(&stack.labels(&arn).await)
+            "seeded {} ({:?}) for user {}, versions:\n{}",
+            sample.name,
+            sample.db,
+            sample.user,
+            render(&stack.labels(&seeded.secret_arn).await)
         );
         println!("run, in order:");
         for step in rotation::Step::ALL {
             println!(
-                "  cargo lambda invoke {} --data-file {events}/{}.json -A 127.0.0.1 -P 49001",
-                rotation::Caller::of(functions, step).function_name(),
-                step.function_name()
+                "  cargo lambda invoke {} --data-file {} -A 127.0.0.1 -P 49001",
+                rotation::Caller::of(sample.mode, step).function_name(),
+                sample.event_file(step)
             );
         }
         println!();
-    }
-    stack.delete_secret(SEED_MYSQL_SECRET).await;
-    stack
-        .mysql_admin_sql(&format!("DROP USER IF EXISTS '{SEED_MYSQL_USER}'@'%'"))
-        .await;
-    let password = stack
-        .create_db_user(Db::MariaDb, SEED_MYSQL_USER, Role::App)
-        .await;
-    let arn = stack
-        .create_secret(
-            SEED_MYSQL_SECRET,
-            &stack.db_secret(Db::MariaDb, SEED_MYSQL_USER, &password),
-        )
-        .await;
-    stack
-        .enable_rotation_with_token(&arn, Some(SEED_MYSQL_TOKEN))
-        .await;
-    println!(
-        "seeded {SEED_MYSQL_SECRET} (MariaDB) for user {SEED_MYSQL_USER}, versions:\n{}",
-        render(&stack.labels(&arn).await)
-    );
-    println!("run, in order:");
-    for step in rotation::Step::ALL {
-        println!(
-            "  cargo lambda invoke rotate --data-file events/mysql/{}.json -A 127.0.0.1 -P 49001",
-            step.function_name()
-        );
     }
     Ok(())
 }

@@ -1,31 +1,14 @@
 //! Alternating-users PostgreSQL rotation (`masterarn`): dual-phase, through the real functions.
 
 use postgres_protocol::escape::escape_identifier;
+use rotation::secrets_manager::{AWSCURRENT, AWSPREVIOUS};
 use rotation::Mode;
 use rotator::versions::version_with;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::json;
-use test_support::{assert_finished_labels, assert_succeeded, Db, Role, Stack};
-
-/// A master user (PostgreSQL: CREATEROLE, like RDS's master; MariaDB: all privileges with
-/// grant option), its secret, and an application user's secret that names it.
-/// `rds_managed` leaves host and port out of the master secret, as RDS does.
-async fn alternating_secret(
-    stack: &Stack,
-    db: Db,
-    rds_managed: bool,
-    functions: Mode,
-) -> (String, String, SecretString) {
-    let (master_arn, _, _) = stack.master_secret(db, rds_managed).await;
-    let user = Stack::unique(&format!("{}app", db.prefix()));
-    let password = stack.create_db_user(db, &user, Role::App).await;
-    let mut value = stack.db_secret(db, &user, &password);
-    value["masterarn"] = json!(master_arn);
-    let arn = stack
-        .create_rotating_secret(&Stack::unique("alternating"), &value, functions)
-        .await;
-    (arn, user, password)
-}
+use test_support::{
+    assert_finished_labels, assert_succeeded, Credentials, Db, Role, Stack, TestUser,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn alternates_users_and_revokes_the_oldest_credential() {
@@ -36,8 +19,14 @@ async fn alternates_users_and_revokes_the_oldest_credential() {
         (Db::MariaDb, true),
         (Db::MariaDb, false),
     ] {
-        let (arn, user, original) =
-            alternating_secret(&stack, db, rds_managed, Mode::SecretsManager).await;
+        let TestUser {
+            secret_arn: arn,
+            user,
+            password: original,
+        } = stack
+            .alternating_user_with_secret(db, "app", rds_managed, Mode::SecretsManager)
+            .await
+            .app;
         let clone = format!("{user}_clone");
         let driver = stack.driver(Mode::SecretsManager);
 
@@ -46,11 +35,14 @@ async fn alternates_users_and_revokes_the_oldest_credential() {
         let mut history = vec![(user.clone(), original)];
         for round in 1..=3 {
             let before = stack.labels(&arn).await;
-            let previous_version = version_with(&before, "AWSCURRENT").unwrap().to_owned();
+            let previous_version = version_with(&before, AWSCURRENT).unwrap().to_owned();
             let run = driver.rotate(&arn).await.unwrap();
             assert_succeeded(&run);
             assert_finished_labels(&stack.labels(&arn).await, &run.token, &previous_version);
-            let (current_user, current) = stack.credentials(&arn, "AWSCURRENT").await;
+            let Credentials {
+                user: current_user,
+                password: current,
+            } = stack.credentials(&arn, AWSCURRENT).await;
             let expected_user = if round % 2 == 1 { &clone } else { &user };
             assert_eq!(&current_user, expected_user, "{db:?} round {round}");
             history.push((current_user, current));
@@ -62,7 +54,10 @@ async fn alternates_users_and_revokes_the_oldest_credential() {
             stack
                 .assert_db_login(db, &history[n - 2].0, &history[n - 2].1)
                 .await;
-            let (previous_user, previous) = stack.credentials(&arn, "AWSPREVIOUS").await;
+            let Credentials {
+                user: previous_user,
+                password: previous,
+            } = stack.credentials(&arn, AWSPREVIOUS).await;
             assert_eq!(previous_user, history[n - 2].0);
             assert_eq!(previous.expose_secret(), history[n - 2].1.expose_secret());
             if n >= 3 {
@@ -77,17 +72,26 @@ async fn alternates_users_and_revokes_the_oldest_credential() {
 #[tokio::test(flavor = "multi_thread")]
 async fn objects_created_by_either_user_are_usable_by_the_other() {
     let stack = Stack::from_env().await;
-    let (arn, user, original) =
-        alternating_secret(&stack, Db::Postgres, true, Mode::SecretsManager).await;
+    let TestUser {
+        secret_arn: arn,
+        user,
+        password: original,
+    } = stack
+        .alternating_user_with_secret(Db::Postgres, "app", true, Mode::SecretsManager)
+        .await
+        .app;
     let schema = Stack::unique("objects");
     let s = escape_identifier(&schema);
     stack
-        .admin_sql(&format!(
-            "CREATE SCHEMA {s} AUTHORIZATION {}",
-            escape_identifier(&user)
-        ))
+        .db_admin_sql(
+            Db::Postgres,
+            &format!(
+                "CREATE SCHEMA {s} AUTHORIZATION {}",
+                escape_identifier(&user)
+            ),
+        )
         .await;
-    let base = stack.login(&user, &original).await.unwrap();
+    let base = stack.pg_login(&user, &original).await.unwrap();
     base.batch_execute(&format!(
         "CREATE TABLE {s}.made_by_base (x int); INSERT INTO {s}.made_by_base VALUES (1)"
     ))
@@ -96,9 +100,12 @@ async fn objects_created_by_either_user_are_usable_by_the_other() {
 
     let driver = stack.driver(Mode::SecretsManager);
     assert_succeeded(&driver.rotate(&arn).await.unwrap());
-    let (clone_user, clone_password) = stack.credentials(&arn, "AWSCURRENT").await;
+    let Credentials {
+        user: clone_user,
+        password: clone_password,
+    } = stack.credentials(&arn, AWSCURRENT).await;
     assert_eq!(clone_user, format!("{user}_clone"));
-    let clone = stack.login(&clone_user, &clone_password).await.unwrap();
+    let clone = stack.pg_login(&clone_user, &clone_password).await.unwrap();
     clone
         .batch_execute(&format!(
             "CREATE TABLE {s}.made_by_clone (x int); INSERT INTO {s}.made_by_clone VALUES (2);
@@ -107,7 +114,7 @@ async fn objects_created_by_either_user_are_usable_by_the_other() {
         .await
         .expect("the clone uses and alters what the original user created");
 
-    let base = stack.login(&user, &original).await.unwrap();
+    let base = stack.pg_login(&user, &original).await.unwrap();
     base.batch_execute(&format!(
         "INSERT INTO {s}.made_by_clone VALUES (4); ALTER TABLE {s}.made_by_clone ADD COLUMN y int; DROP TABLE {s}.made_by_clone"
     ))
@@ -133,9 +140,12 @@ async fn objects_created_by_either_user_are_usable_by_the_other() {
 
     // The next rotation switches back; the clone's objects stay usable.
     assert_succeeded(&driver.rotate(&arn).await.unwrap());
-    let (base_user, base_password) = stack.credentials(&arn, "AWSCURRENT").await;
+    let Credentials {
+        user: base_user,
+        password: base_password,
+    } = stack.credentials(&arn, AWSCURRENT).await;
     assert_eq!(base_user, user);
-    let base = stack.login(&base_user, &base_password).await.unwrap();
+    let base = stack.pg_login(&base_user, &base_password).await.unwrap();
     let count: i64 = base
         .query_one(&format!("SELECT count(*) FROM {s}.made_by_base"), &[])
         .await
@@ -152,7 +162,14 @@ async fn a_crash_after_any_step_keeps_the_current_user_working() {
         .into_iter()
         .flat_map(|db| (1..rotation::Step::ALL.len()).map(move |c| (db, c)))
     {
-        let (arn, user, original) = alternating_secret(&stack, db, true, Mode::Workflow).await;
+        let TestUser {
+            secret_arn: arn,
+            user,
+            password: original,
+        } = stack
+            .alternating_user_with_secret(db, "app", true, Mode::Workflow)
+            .await
+            .app;
         let (token, _) = driver.next_token(&arn).await.unwrap();
         let partial = driver
             .run_steps(&rotation::Step::ALL[..crash_after], &arn, &token, None)
@@ -162,8 +179,7 @@ async fn a_crash_after_any_step_keeps_the_current_user_working() {
         let rerun = driver.rotate(&arn).await.unwrap();
         assert_succeeded(&rerun);
         assert_eq!(rerun.token, token);
-        let (current_user, current) = stack.credentials(&arn, "AWSCURRENT").await;
-        stack.assert_db_login(db, &current_user, &current).await;
+        stack.assert_stage_logs_in(db, &arn, AWSCURRENT).await;
         stack.assert_db_login(db, &user, &original).await;
     }
 }
@@ -174,12 +190,19 @@ async fn a_crash_after_any_step_keeps_the_current_user_working() {
 async fn mysql_grants_and_tls_requirement_are_mirrored_on_every_rotation() {
     use mysql_async::prelude::Queryable;
     let stack = Stack::from_env().await;
-    let (arn, user, _) = alternating_secret(&stack, Db::MariaDb, true, Mode::SecretsManager).await;
+    let TestUser {
+        secret_arn: arn,
+        user,
+        ..
+    } = stack
+        .alternating_user_with_secret(Db::MariaDb, "app", true, Mode::SecretsManager)
+        .await
+        .app;
     let clone = format!("{user}_clone");
     let account = |name: &str| format!("{}@'%'", rotation::providers::mysql::quote(name, false));
     let table = Stack::unique("mirror");
     stack
-        .mysql_admin_sql(&format!(
+        .db_admin_sql(Db::MariaDb, &format!(
             "CREATE TABLE `rotation_test`.`{table}` (x INT); GRANT SELECT ON `rotation_test`.`{table}` TO {}; ALTER USER {} REQUIRE SSL",
             account(&user),
             account(&user)
@@ -190,11 +213,7 @@ async fn mysql_grants_and_tls_requirement_are_mirrored_on_every_rotation() {
     let grants_of = |name: String| {
         let stack = stack.clone();
         async move {
-            let (admin_user, admin_password) = stack.mysql_admin();
-            let mut session = stack
-                .mysql_login(&admin_user, &admin_password)
-                .await
-                .unwrap();
+            let mut session = stack.mysql_admin_session().await;
             let mut grants: Vec<String> = session
                 .conn()
                 .query(format!(
@@ -230,7 +249,10 @@ async fn mysql_grants_and_tls_requirement_are_mirrored_on_every_rotation() {
         grants_of(user.clone()).await
     );
     assert_eq!(grants_of(clone.clone()).await.1.as_deref(), Some("ANY"));
-    let (current_user, current) = stack.credentials(&arn, "AWSCURRENT").await;
+    let Credentials {
+        user: current_user,
+        password: current,
+    } = stack.credentials(&arn, AWSCURRENT).await;
     assert_eq!(current_user, clone);
     let mut session = stack.mysql_login(&clone, &current).await.unwrap();
     let _: Vec<i32> = session
@@ -242,13 +264,16 @@ async fn mysql_grants_and_tls_requirement_are_mirrored_on_every_rotation() {
     // Grants change on the clone (now current); the next rotation mirrors them onto the original,
     // including the removal of a privilege.
     stack
-        .mysql_admin_sql(&format!(
+        .db_admin_sql(Db::MariaDb, &format!(
             "GRANT INSERT ON `rotation_test`.`{table}` TO {c}; REVOKE SELECT ON `rotation_test`.`{table}` FROM {c}; REVOKE SELECT ON `rotation_test`.* FROM {c}; ALTER USER {c} REQUIRE NONE",
             c = account(&clone)
         ))
         .await;
     assert_succeeded(&driver.rotate(&arn).await.unwrap());
-    let (current_user, current) = stack.credentials(&arn, "AWSCURRENT").await;
+    let Credentials {
+        user: current_user,
+        password: current,
+    } = stack.credentials(&arn, AWSCURRENT).await;
     assert_eq!(current_user, user);
     assert_eq!(
         grants_of(user.clone()).await,
@@ -275,8 +300,18 @@ async fn a_user_name_too_long_for_its_clone_is_refused_clearly() {
     let stack = Stack::from_env().await;
     // The stack sets USERNAME_CHARACTER_LIMIT=32 (MySQL 8's limit): 30 + "_clone" is too long.
     let user = format!("my{}", "x".repeat(28));
+    // A fixed name: a run before this one on the same stack left the user behind.
+    stack
+        .db_admin_sql(
+            Db::MariaDb,
+            &format!(
+                "DROP USER IF EXISTS {}@'%'",
+                rotation::providers::mysql::quote(&user, false)
+            ),
+        )
+        .await;
     let password = stack.create_db_user(Db::MariaDb, &user, Role::App).await;
-    let (master_arn, _, _) = stack.master_secret(Db::MariaDb, true).await;
+    let master_arn = stack.master_secret(Db::MariaDb, true).await.arn;
     let mut value = stack.db_secret(Db::MariaDb, &user, &password);
     value["masterarn"] = json!(master_arn);
     let arn = stack

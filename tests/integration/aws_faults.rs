@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 
 use rotation::config::{Config, ENV_AWS_ATTEMPT_TIMEOUT, ENV_AWS_OPERATION_TIMEOUT};
 use rotation::protocol::Engine;
+use rotation::secrets_manager::{AWSCURRENT, AWSPENDING};
 use rotation::Mode;
 use rotation::{Caller, RotationContext, RotationEvent, Step};
 use rotator::versions::version_with;
 use test_support::faults::free_port;
-use test_support::{assert_succeeded, Db, Stack};
+use test_support::{assert_succeeded, Db, Stack, TestUser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -138,7 +139,11 @@ async fn a_failing_aws_api_fails_the_step_in_bounded_time_and_a_rerun_converges(
     ];
     for fault in faults {
         for half_moved in [false, true] {
-            let (arn, user, _) = stack
+            let TestUser {
+                secret_arn: arn,
+                user,
+                ..
+            } = stack
                 .db_user_with_secret(Db::Postgres, "awsfault", Mode::SecretsManager)
                 .await;
             let (token, _) = driver.next_token(&arn).await.unwrap();
@@ -158,10 +163,10 @@ async fn a_failing_aws_api_fails_the_step_in_bounded_time_and_a_rerun_converges(
                     .secrets
                     .update_secret_version_stage()
                     .secret_id(&arn)
-                    .version_stage("AWSCURRENT")
+                    .version_stage(AWSCURRENT)
                     .move_to_version_id(&token)
                     .set_remove_from_version_id(
-                        version_with(&labels, "AWSCURRENT").map(str::to_owned),
+                        version_with(&labels, AWSCURRENT).map(str::to_owned),
                     )
                     .send()
                     .await
@@ -217,10 +222,10 @@ async fn a_failing_aws_api_fails_the_step_in_bounded_time_and_a_rerun_converges(
             assert_eq!(labels, labels_before, "labels moved by the failed step");
             let holders = labels
                 .values()
-                .filter(|s| s.iter().any(|l| l == "AWSCURRENT"))
+                .filter(|s| s.iter().any(|l| l == AWSCURRENT))
                 .count();
             assert_eq!(holders, 1, "AWSCURRENT on one version: {labels:?}");
-            let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+            let current = stack.credentials(&arn, AWSCURRENT).await.password;
             stack.assert_db_login(Db::Postgres, &user, &current).await;
 
             let rerun = driver.rotate(&arn).await.unwrap();
@@ -228,13 +233,13 @@ async fn a_failing_aws_api_fails_the_step_in_bounded_time_and_a_rerun_converges(
             if !half_moved {
                 assert_eq!(rerun.token, token, "the re-run resumes the rotation");
             }
-            let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+            let current = stack.credentials(&arn, AWSCURRENT).await.password;
             stack.assert_db_login(Db::Postgres, &user, &current).await;
             assert!(stack
                 .labels(&arn)
                 .await
                 .values()
-                .all(|s| !s.iter().any(|l| l == "AWSPENDING")));
+                .all(|s| !s.iter().any(|l| l == AWSPENDING)));
         }
     }
 }

@@ -1,12 +1,13 @@
 //! Bad events and bad secrets get clear errors that name the field or the step, never a panic,
 //! and leave every valid credential valid.
 
+use rotation::secrets_manager::AWSCURRENT;
 use rotation::Mode;
 use rotation::Step;
 use rotator::invoke::InvokeError;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
-use test_support::{assert_succeeded, Stack};
+use test_support::{assert_succeeded, Db, Role, Stack, TestUser};
 
 /// Invokes `function` with `body` and returns (errorType, errorMessage) of the failure.
 async fn rejected(stack: &Stack, function: &str, body: String) -> (String, String) {
@@ -29,7 +30,13 @@ fn event(step: &str, secret: &str, token: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_events_are_rejected_clearly_and_the_function_keeps_serving() {
     let stack = Stack::from_env().await;
-    let (arn, user, original) = stack.pg_user_with_secret("badevent").await;
+    let TestUser {
+        secret_arn: arn,
+        user,
+        password: original,
+    } = stack
+        .db_user_with_secret(Db::Postgres, "badevent", Mode::SecretsManager)
+        .await;
     let before = stack.labels(&arn).await;
     let cases: Vec<(&str, String, &str, &str)> = vec![
         (
@@ -87,7 +94,7 @@ async fn malformed_events_are_rejected_clearly_and_the_function_keeps_serving() 
         );
     }
     assert_eq!(stack.labels(&arn).await, before);
-    stack.assert_login(&user, &original).await;
+    stack.assert_db_login(Db::Postgres, &user, &original).await;
     // The functions still serve after all that.
     assert_succeeded(
         &stack
@@ -101,12 +108,21 @@ async fn malformed_events_are_rejected_clearly_and_the_function_keeps_serving() 
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_must_be_pending_versions_of_this_secret() {
     let stack = Stack::from_env().await;
-    let (arn, user, original) = stack.pg_user_with_secret("token").await;
-    let (other_arn, _, _) = stack.pg_user_with_secret("othertoken").await;
+    let TestUser {
+        secret_arn: arn,
+        user,
+        password: original,
+    } = stack
+        .db_user_with_secret(Db::Postgres, "token", Mode::SecretsManager)
+        .await;
+    let other_arn = stack
+        .db_user_with_secret(Db::Postgres, "othertoken", Mode::SecretsManager)
+        .await
+        .secret_arn;
     let driver = stack.driver(Mode::SecretsManager);
     let (other_token, _) = driver.next_token(&other_arn).await.unwrap();
     let before = stack.labels(&arn).await;
-    let current_version = rotator::versions::version_with(&before, "AWSCURRENT")
+    let current_version = rotator::versions::version_with(&before, AWSCURRENT)
         .unwrap()
         .to_owned();
 
@@ -126,20 +142,22 @@ async fn tokens_must_be_pending_versions_of_this_secret() {
         assert_eq!(kind, "BadToken", "{message}");
         assert!(message.contains("is not labelled AWSPENDING"), "{message}");
     }
-    let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
-    stack.assert_login(&user, &current).await;
-    stack.assert_refused(&user, &original).await;
+    let current = stack.credentials(&arn, AWSCURRENT).await.password;
+    stack.assert_db_login(Db::Postgres, &user, &current).await;
+    stack
+        .assert_db_refused(Db::Postgres, &user, &original)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rotation_must_be_enabled() {
     let stack = Stack::from_env().await;
     let user = Stack::unique("disabled");
-    let password = stack.create_user(&user, "").await;
+    let password = stack.create_db_user(Db::Postgres, &user, Role::App).await;
     let arn = stack
         .create_secret(
             &Stack::unique("disabled"),
-            &stack.pg_secret(&user, &password),
+            &stack.db_secret(Db::Postgres, &user, &password),
         )
         .await;
     for step in Step::ALL {
@@ -152,9 +170,9 @@ async fn rotation_must_be_enabled() {
         assert_eq!(kind, "RotationDisabled", "{message}");
         assert!(message.contains("rotation is not enabled"), "{message}");
     }
-    stack.assert_login(&user, &password).await;
+    stack.assert_db_login(Db::Postgres, &user, &password).await;
     assert_eq!(
-        stack.value(&arn, "AWSCURRENT").await["password"],
+        stack.value(&arn, AWSCURRENT).await["password"],
         password.expose_secret()
     );
 }
@@ -163,8 +181,8 @@ async fn rotation_must_be_enabled() {
 async fn invalid_secrets_name_the_field_and_never_the_value() {
     let stack = Stack::from_env().await;
     let user = Stack::unique("badsecret");
-    let password = stack.create_user(&user, "").await;
-    let good = stack.pg_secret(&user, &password);
+    let password = stack.create_db_user(Db::Postgres, &user, Role::App).await;
+    let good = stack.db_secret(Db::Postgres, &user, &password);
     let with = |key: &str, value: Value| {
         let mut v = good.clone();
         v[key] = value;
@@ -235,19 +253,19 @@ async fn invalid_secrets_name_the_field_and_never_the_value() {
         assert!(!failure.contains("97531864"), "{failure} shows a value");
         assert_eq!(stack.labels(&arn).await, before, "nothing moved");
     }
-    stack.assert_login(&user, &password).await;
+    stack.assert_db_login(Db::Postgres, &user, &password).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_master_secret_must_not_be_the_secret_itself() {
     let stack = Stack::from_env().await;
     let user = Stack::unique("selfmaster");
-    let password = stack.create_user(&user, "").await;
+    let password = stack.create_db_user(Db::Postgres, &user, Role::App).await;
     let name = Stack::unique("selfmaster");
     let arn = stack
-        .create_secret(&name, &stack.pg_secret(&user, &password))
+        .create_secret(&name, &stack.db_secret(Db::Postgres, &user, &password))
         .await;
-    let mut value = stack.pg_secret(&user, &password);
+    let mut value = stack.db_secret(Db::Postgres, &user, &password);
     value["masterarn"] = json!(arn);
     stack
         .secrets
@@ -265,15 +283,25 @@ async fn a_master_secret_must_not_be_the_secret_itself() {
         .unwrap();
     let failure = run.failure().expect("must fail").to_string();
     assert!(failure.contains("field `masterarn`"), "{failure}");
-    stack.assert_login(&user, &password).await;
+    stack.assert_db_login(Db::Postgres, &user, &password).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_function_refuses_a_secret_of_the_other_mode() {
     let stack = Stack::from_env().await;
-    let (managed, managed_user, managed_password) = stack.pg_user_with_secret("smmode").await;
-    let (workflow, workflow_user, workflow_password) = stack
-        .pg_user_with_secret_for("wfmode", Mode::Workflow)
+    let TestUser {
+        secret_arn: managed,
+        user: managed_user,
+        password: managed_password,
+    } = stack
+        .db_user_with_secret(Db::Postgres, "smmode", Mode::SecretsManager)
+        .await;
+    let TestUser {
+        secret_arn: workflow,
+        user: workflow_user,
+        password: workflow_password,
+    } = stack
+        .db_user_with_secret(Db::Postgres, "wfmode", Mode::Workflow)
         .await;
     let token = uuid::Uuid::new_v4().to_string();
     let managed_before = stack.labels(&managed).await;
@@ -310,6 +338,10 @@ async fn each_function_refuses_a_secret_of_the_other_mode() {
     assert_eq!(kind, "WrongMode", "{message}");
     assert!(message.contains("turn one of them off"), "{message}");
 
-    stack.assert_login(&managed_user, &managed_password).await;
-    stack.assert_login(&workflow_user, &workflow_password).await;
+    stack
+        .assert_db_login(Db::Postgres, &managed_user, &managed_password)
+        .await;
+    stack
+        .assert_db_login(Db::Postgres, &workflow_user, &workflow_password)
+        .await;
 }

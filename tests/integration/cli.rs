@@ -9,11 +9,12 @@ use std::process::Output;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use rotation::secrets_manager::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use rotation::Mode;
 use rotator::versions::version_with;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
-use test_support::{assert_succeeded, Db, Role, Stack};
+use test_support::{assert_succeeded, Credentials, Db, Role, Stack, TestUser};
 
 /// The `rotator` binary of this build (target/<profile>/rotator, beside this test's deps
 /// directory). `cargo test --workspace` builds it (the `rotator` package has integration tests of
@@ -73,24 +74,15 @@ async fn rotator_json(args: &[&str]) -> (Output, Value) {
     (out, value)
 }
 
-/// An alternating-users PostgreSQL secret in `functions`' mode: (ARN, user, password).
-async fn alternating(stack: &Stack, functions: Mode) -> (String, String, SecretString) {
-    let (master_arn, _, _) = stack.master_secret(Db::Postgres, false).await;
-    let user = Stack::unique("cliapp");
-    let password = stack.create_db_user(Db::Postgres, &user, Role::App).await;
-    let mut value = stack.db_secret(Db::Postgres, &user, &password);
-    value["masterarn"] = json!(master_arn);
-    let arn = stack
-        .create_rotating_secret(&Stack::unique("clialt"), &value, functions)
-        .await;
-    (arn, user, password)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn rotate_local_runs_the_four_steps_and_reports_each() {
     let stack = Stack::from_env().await;
-    let (arn, user, original) = stack
-        .pg_user_with_secret_for("clirot", Mode::Workflow)
+    let TestUser {
+        secret_arn: arn,
+        user,
+        password: original,
+    } = stack
+        .db_user_with_secret(Db::Postgres, "clirot", Mode::Workflow)
         .await;
 
     let out = rotator(&["rotate", "--local", &arn]).await;
@@ -116,10 +108,15 @@ async fn rotate_local_runs_the_four_steps_and_reports_each() {
         text.contains("1 secret(s): 1 succeeded, 0 failed"),
         "{text}"
     );
-    stack.assert_refused(&user, &original).await;
-    let (u, p) = stack.credentials(&arn, "AWSCURRENT").await;
+    stack
+        .assert_db_refused(Db::Postgres, &user, &original)
+        .await;
+    let Credentials {
+        user: u,
+        password: p,
+    } = stack.credentials(&arn, AWSCURRENT).await;
     assert_eq!(u, user);
-    stack.assert_login(&u, &p).await;
+    stack.assert_db_login(Db::Postgres, &u, &p).await;
 
     // The same as JSON, for scripts: the new version is AWSCURRENT.
     let (out, report) = rotator_json(&["rotate", "--local", &arn]).await;
@@ -130,7 +127,7 @@ async fn rotate_local_runs_the_four_steps_and_reports_each() {
     assert_eq!(rotation["steps"][3]["outcome"], "done", "{report}");
     let labels = stack.labels(&arn).await;
     assert_eq!(
-        version_with(&labels, "AWSCURRENT"),
+        version_with(&labels, AWSCURRENT),
         rotation["version"].as_str()
     );
 }
@@ -139,9 +136,15 @@ async fn rotate_local_runs_the_four_steps_and_reports_each() {
 async fn a_rotation_in_progress_is_refused_with_the_command_that_clears_it() {
     let stack = Stack::from_env().await;
     // Secrets Manager mode: enabling rotation left AWSPENDING on a new, empty version.
-    let (arn, user, original) = stack.pg_user_with_secret("cliprog").await;
+    let TestUser {
+        secret_arn: arn,
+        user,
+        password: original,
+    } = stack
+        .db_user_with_secret(Db::Postgres, "cliprog", Mode::SecretsManager)
+        .await;
     let labels = stack.labels(&arn).await;
-    let pending = version_with(&labels, "AWSPENDING").unwrap().to_owned();
+    let pending = version_with(&labels, AWSPENDING).unwrap().to_owned();
 
     for args in [vec!["rotate", "--local", &arn], vec!["rotate", &arn]] {
         let out = rotator(&args).await;
@@ -175,7 +178,9 @@ async fn a_rotation_in_progress_is_refused_with_the_command_that_clears_it() {
         pending.as_str()
     );
     assert_eq!(report["results"][0]["rotations"][0]["resumed"], true);
-    stack.assert_refused(&user, &original).await;
+    stack
+        .assert_db_refused(Db::Postgres, &user, &original)
+        .await;
 }
 
 /// The secret's name, from an ARN `arn:...:secret:NAME-XXXXXX`.
@@ -188,7 +193,13 @@ fn arn_name(arn: &str) -> &str {
 async fn compromised_retires_every_password_valid_before() {
     let stack = Stack::from_env().await;
     // Single user, Secrets Manager mode, its first rotation done.
-    let (single, single_user, _) = stack.pg_user_with_secret("clicmp").await;
+    let TestUser {
+        secret_arn: single,
+        user: single_user,
+        ..
+    } = stack
+        .db_user_with_secret(Db::Postgres, "clicmp", Mode::SecretsManager)
+        .await;
     assert_succeeded(
         &stack
             .driver(Mode::SecretsManager)
@@ -196,13 +207,25 @@ async fn compromised_retires_every_password_valid_before() {
             .await
             .unwrap(),
     );
-    let (_, single_before) = stack.credentials(&single, "AWSCURRENT").await;
+    let single_before = stack.credentials(&single, AWSCURRENT).await.password;
     // Alternating users, workflow mode, rotated once: both users' passwords log in.
-    let (alt, user, original) = alternating(&stack, Mode::Workflow).await;
+    let TestUser {
+        secret_arn: alt,
+        user,
+        password: original,
+    } = stack
+        .alternating_user_with_secret(Db::Postgres, "clialt", false, Mode::Workflow)
+        .await
+        .app;
     assert_succeeded(&stack.driver(Mode::Workflow).rotate(&alt).await.unwrap());
-    let (clone, clone_before) = stack.credentials(&alt, "AWSCURRENT").await;
-    stack.assert_login(&user, &original).await;
-    stack.assert_login(&clone, &clone_before).await;
+    let Credentials {
+        user: clone,
+        password: clone_before,
+    } = stack.credentials(&alt, AWSCURRENT).await;
+    stack.assert_db_login(Db::Postgres, &user, &original).await;
+    stack
+        .assert_db_login(Db::Postgres, &clone, &clone_before)
+        .await;
     let alt_versions = stack.labels(&alt).await;
 
     let (out, report) = rotator_json(&["rotate", "--compromised", "--local", &single, &alt]).await;
@@ -249,20 +272,36 @@ async fn compromised_retires_every_password_valid_before() {
     }
 
     // No pre-incident password logs in; the current ones do.
-    stack.assert_refused(&single_user, &single_before).await;
-    stack.assert_refused(&user, &original).await;
-    stack.assert_refused(&clone, &clone_before).await;
+    stack
+        .assert_db_refused(Db::Postgres, &single_user, &single_before)
+        .await;
+    stack
+        .assert_db_refused(Db::Postgres, &user, &original)
+        .await;
+    stack
+        .assert_db_refused(Db::Postgres, &clone, &clone_before)
+        .await;
     for (secret, stage) in [
-        (&single, "AWSCURRENT"),
-        (&alt, "AWSCURRENT"),
-        (&alt, "AWSPREVIOUS"),
+        (&single, AWSCURRENT),
+        (&alt, AWSCURRENT),
+        (&alt, AWSPREVIOUS),
     ] {
-        let (u, p) = stack.credentials(secret, stage).await;
-        stack.assert_login(&u, &p).await;
+        let Credentials {
+            user: u,
+            password: p,
+        } = stack.credentials(secret, stage).await;
+        stack.assert_db_login(Db::Postgres, &u, &p).await;
     }
 
     // The text output says what was retired.
-    let (alt2, user2, _) = alternating(&stack, Mode::Workflow).await;
+    let TestUser {
+        secret_arn: alt2,
+        user: user2,
+        ..
+    } = stack
+        .alternating_user_with_secret(Db::Postgres, "clialt", false, Mode::Workflow)
+        .await
+        .app;
     let out = rotator(&["rotate", "--compromised", "--local", &alt2]).await;
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
@@ -275,16 +314,18 @@ async fn compromised_stops_after_a_failed_rotation_and_says_where_the_secret_is(
     let stack = Stack::from_env().await;
     // The master secret's password is wrong: the alternating rotation fails at setSecret.
     let master = Stack::unique("clibadmaster");
-    stack.create_user(&master, "CREATEROLE").await;
+    stack
+        .create_db_user(Db::Postgres, &master, Role::Master)
+        .await;
     let master_arn = stack
         .create_secret(
             &Stack::unique("clibadmaster"),
-            &stack.pg_secret(&master, &Stack::password()),
+            &stack.db_secret(Db::Postgres, &master, &Stack::password()),
         )
         .await;
     let user = Stack::unique("clibad");
-    let password = stack.create_user(&user, "").await;
-    let mut value = stack.pg_secret(&user, &password);
+    let password = stack.create_db_user(Db::Postgres, &user, Role::App).await;
+    let mut value = stack.db_secret(Db::Postgres, &user, &password);
     value["masterarn"] = json!(master_arn);
     let arn = stack
         .create_rotating_secret(&Stack::unique("clibad"), &value, Mode::Workflow)
@@ -308,13 +349,13 @@ async fn compromised_stops_after_a_failed_rotation_and_says_where_the_secret_is(
     assert!(failed_step.contains("failed"), "{text}");
     assert!(!text.contains("testSecret"), "{text}");
     assert!(
-        text.contains("state now:") && text.contains("AWSPENDING"),
+        text.contains("state now:") && text.contains(AWSPENDING),
         "{text}"
     );
     // One rotation was attempted: one pending version besides the original.
     let labels = stack.labels(&arn).await;
     assert_eq!(labels.len(), 2, "{labels:?}");
-    stack.assert_login(&user, &password).await;
+    stack.assert_db_login(Db::Postgres, &user, &password).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -324,7 +365,7 @@ async fn tag_rotation_of_twenty_secrets_survives_one_broken() {
     let mut secrets = Vec::new();
     for i in 0..20 {
         let user = Stack::unique("clitag");
-        let password = stack.create_user(&user, "").await;
+        let password = stack.create_db_user(Db::Postgres, &user, Role::App).await;
         // The 8th secret holds a password the server refuses.
         let stored = if i == 7 {
             Stack::password()
@@ -334,7 +375,7 @@ async fn tag_rotation_of_twenty_secrets_survives_one_broken() {
         let arn = stack
             .create_tagged_secret(
                 &Stack::unique("clitag"),
-                &stack.pg_secret(&user, &stored),
+                &stack.db_secret(Db::Postgres, &user, &stored),
                 &[("batch", &batch), ("rotation-mode", "workflow")],
             )
             .await;
@@ -379,9 +420,10 @@ async fn tag_rotation_of_twenty_secrets_survives_one_broken() {
         if i == 7 {
             continue;
         }
-        stack.assert_refused(user, password).await;
-        let (u, p) = stack.credentials(arn, "AWSCURRENT").await;
-        stack.assert_login(&u, &p).await;
+        stack.assert_db_refused(Db::Postgres, user, password).await;
+        stack
+            .assert_stage_logs_in(Db::Postgres, arn, AWSCURRENT)
+            .await;
     }
     assert!(
         started.elapsed() < Duration::from_secs(240),
@@ -393,7 +435,11 @@ async fn tag_rotation_of_twenty_secrets_survives_one_broken() {
 #[tokio::test(flavor = "multi_thread")]
 async fn status_shows_versions_provider_schedule_and_timeline() {
     let stack = Stack::from_env().await;
-    let (arn, _, _) = alternating(&stack, Mode::SecretsManager).await;
+    let arn = stack
+        .alternating_user_with_secret(Db::Postgres, "clialt", false, Mode::SecretsManager)
+        .await
+        .app
+        .secret_arn;
     let driver = stack.driver(Mode::SecretsManager);
     for _ in 0..3 {
         assert_succeeded(&driver.rotate(&arn).await.unwrap());
@@ -406,8 +452,8 @@ async fn status_shows_versions_provider_schedule_and_timeline() {
         "mode        secrets-manager",
         "rotation    enabled",
         "schedule    every 30 days",
-        "AWSCURRENT",
-        "AWSPREVIOUS",
+        AWSCURRENT,
+        AWSPREVIOUS,
         "timeline",
         "dual-phase",
     ] {
@@ -427,7 +473,7 @@ async fn status_shows_versions_provider_schedule_and_timeline() {
         "{text}"
     );
     assert!(
-        chart[3].ends_with("Active") && chart[3].contains("AWSCURRENT"),
+        chart[3].ends_with("Active") && chart[3].contains(AWSCURRENT),
         "{text}"
     );
 
@@ -442,9 +488,20 @@ async fn status_shows_versions_provider_schedule_and_timeline() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_changes_nothing() {
     let stack = Stack::from_env().await;
-    let (alt, user, original) = alternating(&stack, Mode::Workflow).await;
-    let (single, single_user, single_password) = stack
-        .pg_user_with_secret_for("clidry", Mode::Workflow)
+    let TestUser {
+        secret_arn: alt,
+        user,
+        password: original,
+    } = stack
+        .alternating_user_with_secret(Db::Postgres, "clialt", false, Mode::Workflow)
+        .await
+        .app;
+    let TestUser {
+        secret_arn: single,
+        user: single_user,
+        password: single_password,
+    } = stack
+        .db_user_with_secret(Db::Postgres, "clidry", Mode::Workflow)
         .await;
     let before = (stack.labels(&alt).await, stack.labels(&single).await);
 
@@ -481,8 +538,10 @@ async fn dry_run_changes_nothing() {
         before,
         "a dry run changed labels"
     );
-    stack.assert_login(&user, &original).await;
-    stack.assert_login(&single_user, &single_password).await;
+    stack.assert_db_login(Db::Postgres, &user, &original).await;
+    stack
+        .assert_db_login(Db::Postgres, &single_user, &single_password)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -517,12 +576,12 @@ async fn clear_errors_for_what_on_call_meets() {
 async fn rotation_not_configured_is_named() {
     let stack = Stack::from_env().await;
     let user = Stack::unique("clinocfg");
-    let password = stack.create_user(&user, "").await;
+    let password = stack.create_db_user(Db::Postgres, &user, Role::App).await;
     // Secrets Manager mode without rotation enabled.
     let arn = stack
         .create_secret(
             &Stack::unique("clinocfg"),
-            &stack.pg_secret(&user, &password),
+            &stack.db_secret(Db::Postgres, &user, &password),
         )
         .await;
     let (out, report) = rotator_json(&["rotate", "--local", &arn]).await;
@@ -549,7 +608,7 @@ async fn the_aws_path_follows_labels_until_the_version_is_current() {
     let arn = stack
         .create_secret(&Stack::unique("clilabels"), &json!({"k": "v1"}))
         .await;
-    let current = version_with(&stack.labels(&arn).await, "AWSCURRENT")
+    let current = version_with(&stack.labels(&arn).await, AWSCURRENT)
         .unwrap()
         .to_owned();
     for (token, finish) in [
@@ -562,7 +621,7 @@ async fn the_aws_path_follows_labels_until_the_version_is_current() {
             .secret_id(&arn)
             .client_request_token(&token)
             .secret_string(json!({"k": token}).to_string())
-            .version_stages("AWSPENDING")
+            .version_stages(AWSPENDING)
             .send()
             .await
             .unwrap();
@@ -575,7 +634,7 @@ async fn the_aws_path_follows_labels_until_the_version_is_current() {
                 if finish {
                     sm.update_secret_version_stage()
                         .secret_id(&arn)
-                        .version_stage("AWSCURRENT")
+                        .version_stage(AWSCURRENT)
                         .move_to_version_id(&token)
                         .remove_from_version_id(&current)
                         .send()
@@ -584,7 +643,7 @@ async fn the_aws_path_follows_labels_until_the_version_is_current() {
                 }
                 sm.update_secret_version_stage()
                     .secret_id(&arn)
-                    .version_stage("AWSPENDING")
+                    .version_stage(AWSPENDING)
                     .remove_from_version_id(&token)
                     .send()
                     .await
@@ -622,7 +681,7 @@ async fn compromised_keyring_stops_encrypting_with_the_pre_incident_key() {
             .map(|k| k["id"].as_str().unwrap().to_owned())
             .expect("an active key")
     };
-    let before = active(&stack.value(&arn, "AWSCURRENT").await);
+    let before = active(&stack.value(&arn, AWSCURRENT).await);
 
     let (out, report) = rotator_json(&["rotate", "--compromised", "--local", &arn]).await;
     assert!(out.status.success(), "{report}");
@@ -635,7 +694,7 @@ async fn compromised_keyring_stops_encrypting_with_the_pre_incident_key() {
     );
 
     // The pre-incident key only decrypts now; a new key encrypts.
-    let after = stack.value(&arn, "AWSCURRENT").await;
+    let after = stack.value(&arn, AWSCURRENT).await;
     assert_ne!(active(&after), before);
     let old = after["keys"]
         .as_array()
@@ -649,23 +708,31 @@ async fn compromised_keyring_stops_encrypting_with_the_pre_incident_key() {
 #[tokio::test(flavor = "multi_thread")]
 async fn local_rotate_keeps_resuming_and_has_dry_run_and_json() {
     let stack = Stack::from_env().await;
-    let (arn, user, original) = stack.pg_user_with_secret("clilocal").await;
+    let TestUser {
+        secret_arn: arn,
+        user,
+        password: original,
+    } = stack
+        .db_user_with_secret(Db::Postgres, "clilocal", Mode::SecretsManager)
+        .await;
     let labels = stack.labels(&arn).await;
-    let pending = version_with(&labels, "AWSPENDING").unwrap().to_owned();
+    let pending = version_with(&labels, AWSPENDING).unwrap().to_owned();
 
     let (out, report) = rotator_json(&["local-rotate", "--dry-run", &arn]).await;
     assert!(out.status.success(), "{report}");
     assert_eq!(report["results"][0]["token"], pending.as_str());
     assert_eq!(report["results"][0]["resumed"], true);
     assert_eq!(stack.labels(&arn).await, labels, "a dry run changed labels");
-    stack.assert_login(&user, &original).await;
+    stack.assert_db_login(Db::Postgres, &user, &original).await;
 
     let (out, report) = rotator_json(&["local-rotate", &arn]).await;
     assert!(out.status.success(), "{report}");
     assert_eq!(report["results"][0]["succeeded"], true);
     assert_eq!(report["results"][0]["token"], pending.as_str());
     assert_eq!(report["results"][0]["steps"].as_array().unwrap().len(), 4);
-    stack.assert_refused(&user, &original).await;
+    stack
+        .assert_db_refused(Db::Postgres, &user, &original)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -675,7 +742,7 @@ async fn a_function_that_times_out_is_named() {
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = silent.local_addr().unwrap().port();
     let user = Stack::unique("clislow");
-    let mut value = stack.pg_secret(&user, &Stack::password());
+    let mut value = stack.db_secret(Db::Postgres, &user, &Stack::password());
     value["port"] = json!(port);
     // Secrets Manager mode, resuming the version RotateSecret reserved: createSecret answers quickly (the
     // workflow's createSecret waits a second to settle a concurrent put) well inside the 4 s;

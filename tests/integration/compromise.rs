@@ -3,11 +3,12 @@
 //! incident still logs in. On the local stack it plays Secrets Manager's and the state
 //! machine's part and invokes the rotation functions through `cargo lambda watch`.
 
+use rotation::secrets_manager::{AWSCURRENT, AWSPREVIOUS};
 use rotation::Mode;
 use rotator::invoke::InvokeError;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
-use test_support::{assert_succeeded, Db, Stack};
+use test_support::{assert_succeeded, AlternatingUser, Credentials, Db, Stack, TestUser};
 
 async fn tag(stack: &Stack, arn: &str, key: &str, value: &str) {
     stack
@@ -32,7 +33,13 @@ async fn every_password_valid_before_the_incident_is_retired() {
 
     // Single-user, Secrets Manager mode, rotated once already: one rotation retires its only
     // password.
-    let (single, single_user, _) = stack.pg_user_with_secret("cmpsingle").await;
+    let TestUser {
+        secret_arn: single,
+        user: single_user,
+        ..
+    } = stack
+        .db_user_with_secret(Db::Postgres, "cmpsingle", Mode::SecretsManager)
+        .await;
     assert_succeeded(
         &stack
             .driver(Mode::SecretsManager)
@@ -40,19 +47,21 @@ async fn every_password_valid_before_the_incident_is_retired() {
             .await
             .unwrap(),
     );
-    let (_, single_before) = stack.credentials(&single, "AWSCURRENT").await;
-    stack.assert_login(&single_user, &single_before).await;
+    let single_before = stack.credentials(&single, AWSCURRENT).await.password;
+    stack
+        .assert_db_login(Db::Postgres, &single_user, &single_before)
+        .await;
     tag(&stack, &single, "incident", &incident).await;
 
     // Alternating users, workflow mode, rotated once already: both users' passwords are valid.
-    let (master_arn, _, master_password) = stack.master_secret(Db::Postgres, false).await;
-    let user = Stack::unique("cmpalt");
-    let original = stack.create_user(&user, "").await;
-    let mut value = stack.pg_secret(&user, &original);
-    value["masterarn"] = json!(master_arn);
-    let alternating = stack
-        .create_rotating_secret(&Stack::unique("cmpalt"), &value, Mode::Workflow)
+    let AlternatingUser { app, master } = stack
+        .alternating_user_with_secret(Db::Postgres, "cmpalt", false, Mode::Workflow)
         .await;
+    let TestUser {
+        secret_arn: alternating,
+        user,
+        password: original,
+    } = app;
     assert_succeeded(
         &stack
             .driver(Mode::Workflow)
@@ -60,14 +69,22 @@ async fn every_password_valid_before_the_incident_is_retired() {
             .await
             .unwrap(),
     );
-    let (clone_user, clone_before) = stack.credentials(&alternating, "AWSCURRENT").await;
+    let Credentials {
+        user: clone_user,
+        password: clone_before,
+    } = stack.credentials(&alternating, AWSCURRENT).await;
     assert_ne!(clone_user, user);
-    stack.assert_login(&user, &original).await;
-    stack.assert_login(&clone_user, &clone_before).await;
+    stack.assert_db_login(Db::Postgres, &user, &original).await;
+    stack
+        .assert_db_login(Db::Postgres, &clone_user, &clone_before)
+        .await;
     tag(&stack, &alternating, "incident", &incident).await;
 
     // An unrelated secret carrying another value of the tag is left alone.
-    let (bystander, _, _) = stack.pg_user_with_secret("cmpother").await;
+    let bystander = stack
+        .db_user_with_secret(Db::Postgres, "cmpother", Mode::SecretsManager)
+        .await
+        .secret_arn;
     tag(&stack, &bystander, "incident", "another-incident").await;
     let bystander_labels = stack.labels(&bystander).await;
 
@@ -105,15 +122,24 @@ async fn every_password_valid_before_the_incident_is_retired() {
     );
 
     // Every password valid before the incident is refused; the current ones work.
-    stack.assert_refused(&single_user, &single_before).await;
-    stack.assert_refused(&user, &original).await;
-    stack.assert_refused(&clone_user, &clone_before).await;
-    let (u, p) = stack.credentials(&single, "AWSCURRENT").await;
-    stack.assert_login(&u, &p).await;
-    let (u, p) = stack.credentials(&alternating, "AWSCURRENT").await;
-    stack.assert_login(&u, &p).await;
-    let (u, p) = stack.credentials(&alternating, "AWSPREVIOUS").await;
-    stack.assert_login(&u, &p).await;
+    stack
+        .assert_db_refused(Db::Postgres, &single_user, &single_before)
+        .await;
+    stack
+        .assert_db_refused(Db::Postgres, &user, &original)
+        .await;
+    stack
+        .assert_db_refused(Db::Postgres, &clone_user, &clone_before)
+        .await;
+    stack
+        .assert_stage_logs_in(Db::Postgres, &single, AWSCURRENT)
+        .await;
+    stack
+        .assert_stage_logs_in(Db::Postgres, &alternating, AWSCURRENT)
+        .await;
+    stack
+        .assert_stage_logs_in(Db::Postgres, &alternating, AWSPREVIOUS)
+        .await;
     assert_eq!(
         stack.labels(&bystander).await,
         bystander_labels,
@@ -123,7 +149,7 @@ async fn every_password_valid_before_the_incident_is_retired() {
     // The response logged no password.
     let log = std::fs::read_to_string(&stack.lambda_log).unwrap();
     assert!(log.contains("retired every credential valid before the incident"));
-    for secret in [&single_before, &original, &clone_before, &master_password] {
+    for secret in [&single_before, &original, &clone_before, &master.password] {
         assert!(
             !log.contains(secret.expose_secret()),
             "a password is in the log"

@@ -8,11 +8,12 @@
 
 use std::time::{Duration, Instant};
 
+use rotation::secrets_manager::{AWSCURRENT, AWSPENDING};
 use rotation::Mode;
 use rotation::Step;
 use secrecy::SecretString;
 use test_support::faults::{free_port, FaultProxy, PrivatePostgres};
-use test_support::{assert_succeeded, Db, Role, Stack};
+use test_support::{assert_succeeded, Db, Stack, TestUser};
 
 /// The functions' connect timeout (ROTATION_DB_CONNECT_TIMEOUT_SECONDS in scripts/stack.sh)
 /// plus the invocation's own overhead.
@@ -29,13 +30,16 @@ fn failure(run: &rotator::driver::StepRun) -> String {
 async fn hung_and_refused_connections_fail_in_bounded_time_and_a_rerun_converges() {
     let stack = Stack::from_env().await;
     let proxy_port = free_port();
-    let user = Stack::unique("pghang");
-    let original = stack.create_db_user(Db::Postgres, &user, Role::App).await;
-    let arn = stack
-        .create_rotating_secret(
-            &Stack::unique("dbfault"),
-            &PrivatePostgres::secret(proxy_port, &user, &original),
+    let TestUser {
+        secret_arn: arn,
+        user,
+        password: original,
+    } = stack
+        .db_user_with_secret_value(
+            Db::Postgres,
+            "hang",
             Mode::SecretsManager,
+            |user, password| PrivatePostgres::secret(proxy_port, user, password),
         )
         .await;
     let driver = stack.driver(Mode::SecretsManager);
@@ -55,7 +59,7 @@ async fn hung_and_refused_connections_fail_in_bounded_time_and_a_rerun_converges
         error.contains("no answer within") && error.contains(&format!("127.0.0.1:{proxy_port}")),
         "{error}"
     );
-    let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+    let current = stack.credentials(&arn, AWSCURRENT).await.password;
     stack.assert_db_login(Db::Postgres, &user, &current).await;
     proxy.stop().await;
 
@@ -74,7 +78,7 @@ async fn hung_and_refused_connections_fail_in_bounded_time_and_a_rerun_converges
     let run = driver.rotate(&arn).await.unwrap();
     assert_succeeded(&run);
     assert_eq!(run.token, token);
-    let (_, rotated) = stack.credentials(&arn, "AWSCURRENT").await;
+    let rotated = stack.credentials(&arn, AWSCURRENT).await.password;
     stack.assert_db_login(Db::Postgres, &user, &rotated).await;
     stack
         .assert_db_refused(Db::Postgres, &user, &original)
@@ -85,13 +89,16 @@ async fn hung_and_refused_connections_fail_in_bounded_time_and_a_rerun_converges
 async fn a_hung_connection_during_test_secret_fails_in_bounded_time() {
     let stack = Stack::from_env().await;
     let proxy_port = free_port();
-    let user = Stack::unique("pghangtest");
-    let original = stack.create_db_user(Db::Postgres, &user, Role::App).await;
-    let arn = stack
-        .create_rotating_secret(
-            &Stack::unique("dbfault"),
-            &PrivatePostgres::secret(proxy_port, &user, &original),
+    let TestUser {
+        secret_arn: arn,
+        user,
+        ..
+    } = stack
+        .db_user_with_secret_value(
+            Db::Postgres,
+            "hangtest",
             Mode::SecretsManager,
+            |user, password| PrivatePostgres::secret(proxy_port, user, password),
         )
         .await;
     let driver = stack.driver(Mode::SecretsManager);
@@ -110,14 +117,14 @@ async fn a_hung_connection_during_test_secret_fails_in_bounded_time() {
     assert!(started.elapsed() < STEP_BOUND);
     assert!(error.contains("no answer within"), "{error}");
     // A single user has one password, which setSecret changed: AWSPENDING holds it.
-    let (_, pending) = stack.credentials(&arn, "AWSPENDING").await;
+    let pending = stack.credentials(&arn, AWSPENDING).await.password;
     stack.assert_db_login(Db::Postgres, &user, &pending).await;
     proxy.stop().await;
 
     let _proxy = FaultProxy::start(proxy_port, stack.pg_port, Vec::new()).await;
     let run = driver.rotate(&arn).await.unwrap();
     assert_succeeded(&run);
-    let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+    let current = stack.credentials(&arn, AWSCURRENT).await.password;
     stack.assert_db_login(Db::Postgres, &user, &current).await;
 }
 
@@ -176,7 +183,7 @@ async fn the_database_stopping_during_set_and_test_secret() {
         .expect("createSecret");
 
     step_while_stopping(&stack, &server, proxy_port, &arn, &token, Step::Set).await;
-    let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+    let current = stack.credentials(&arn, AWSCURRENT).await.password;
     server
         .login(&stack, &user, &current)
         .await
@@ -191,7 +198,7 @@ async fn the_database_stopping_during_set_and_test_secret() {
         .expect("setSecret after recovery");
     proxy.stop().await;
     step_while_stopping(&stack, &server, proxy_port, &arn, &token, Step::Test).await;
-    let (_, pending) = stack.credentials(&arn, "AWSPENDING").await;
+    let pending = stack.credentials(&arn, AWSPENDING).await.password;
     server
         .login(&stack, &user, &pending)
         .await
@@ -201,7 +208,7 @@ async fn the_database_stopping_during_set_and_test_secret() {
     let run = driver.rotate(&arn).await.unwrap();
     assert_succeeded(&run);
     assert_eq!(run.token, token, "the re-run resumes the rotation");
-    let (_, rotated) = stack.credentials(&arn, "AWSCURRENT").await;
+    let rotated = stack.credentials(&arn, AWSCURRENT).await.password;
     server
         .login(&stack, &user, &rotated)
         .await

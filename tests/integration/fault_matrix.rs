@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 
+use rotation::secrets_manager::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use rotation::Mode;
 use rotation::Step;
 use rotation_keyring::KeyringClient;
@@ -16,7 +17,7 @@ use rotator::versions::{version_with, Labels};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use test_support::iam::AccessKey;
-use test_support::{Db, Role, Stack};
+use test_support::{Credentials, Db, Stack, TestUser};
 
 /// The providers of the matrix's rows.
 #[derive(Debug, Clone, Copy)]
@@ -67,24 +68,21 @@ impl Provider {
                 stack
                     .db_user_with_secret(db, "matrix", Mode::SecretsManager)
                     .await
-                    .0
+                    .secret_arn
             }
             Provider::PgAlternating | Provider::MariaDbAlternating => {
                 let db = self.db().unwrap();
-                let (master_arn, _, _) = stack.master_secret(db, false).await;
-                let user = Stack::unique(&format!("{}mx", db.prefix()));
-                let password = stack.create_db_user(db, &user, Role::App).await;
-                let mut value = stack.db_secret(db, &user, &password);
-                value["masterarn"] = json!(master_arn);
                 stack
-                    .create_rotating_secret(&Stack::unique("matrix"), &value, Mode::SecretsManager)
+                    .alternating_user_with_secret(db, "mx", false, Mode::SecretsManager)
                     .await
+                    .app
+                    .secret_arn
             }
             Provider::IamAccessKey => {
                 stack
                     .iam_user_with_secret("matrix", Mode::SecretsManager)
                     .await
-                    .0
+                    .secret_arn
             }
             Provider::Keyring => {
                 let arn = stack
@@ -166,7 +164,7 @@ impl Subject {
             }
             _ => {
                 let db = self.provider.db().unwrap();
-                let (user, password) = stack.credentials(&self.arn, stage).await;
+                let Credentials { user, password } = stack.credentials(&self.arn, stage).await;
                 stack
                     .db_login(db, &user, &password)
                     .await
@@ -179,12 +177,12 @@ impl Subject {
     /// keys and the keyring keep AWSCURRENT valid throughout; a single user has one password,
     /// which setSecret changes, so the pending version holds the valid one until finishSecret.
     async fn still_usable(&self, stack: &Stack) -> Result<(), String> {
-        match self.valid(stack, "AWSCURRENT").await {
+        match self.valid(stack, AWSCURRENT).await {
             Ok(()) => Ok(()),
             Err(current)
                 if matches!(self.provider, Provider::PgSingle | Provider::MariaDbSingle) =>
             {
-                self.valid(stack, "AWSPENDING")
+                self.valid(stack, AWSPENDING)
                     .await
                     .map_err(|pending| format!("{current}; {pending}"))
             }
@@ -225,10 +223,10 @@ fn finished(labels: &Labels, token: &str) -> Result<(), String> {
             .filter(|s| s.iter().any(|l| l == stage))
             .count()
     };
-    let ok = version_with(labels, "AWSCURRENT") == Some(token)
-        && holders("AWSCURRENT") == 1
-        && holders("AWSPREVIOUS") == 1
-        && holders("AWSPENDING") == 0;
+    let ok = version_with(labels, AWSCURRENT) == Some(token)
+        && holders(AWSCURRENT) == 1
+        && holders(AWSPREVIOUS) == 1
+        && holders(AWSPENDING) == 0;
     if ok {
         Ok(())
     } else {
@@ -254,12 +252,12 @@ async fn cell(stack: &Stack, provider: Provider, crash: Crash) -> Result<(), Str
         // finishSecret's first call: AWSCURRENT moves to the token; the process dies before
         // its second call takes AWSPENDING off.
         let labels = stack.labels(arn).await;
-        let current = version_with(&labels, "AWSCURRENT").map(str::to_owned);
+        let current = version_with(&labels, AWSCURRENT).map(str::to_owned);
         stack
             .secrets
             .update_secret_version_stage()
             .secret_id(arn)
-            .version_stage("AWSCURRENT")
+            .version_stage(AWSCURRENT)
             .move_to_version_id(&token)
             .set_remove_from_version_id(current)
             .send()
@@ -276,7 +274,7 @@ async fn cell(stack: &Stack, provider: Provider, crash: Crash) -> Result<(), Str
     }
     finished(&stack.labels(arn).await, &rerun.token)?;
     subject
-        .valid(stack, "AWSCURRENT")
+        .valid(stack, AWSCURRENT)
         .await
         .map_err(|e| format!("after the re-run: {e}"))
 }
@@ -314,7 +312,11 @@ async fn every_crash_point_of_every_provider_converges_on_a_rerun() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_rotation_is_refused_while_one_is_in_progress() {
     let stack = Stack::from_env().await;
-    let (arn, user, _) = stack
+    let TestUser {
+        secret_arn: arn,
+        user,
+        ..
+    } = stack
         .db_user_with_secret(Db::Postgres, "inprogress", Mode::SecretsManager)
         .await;
     let first = stack.driver(Mode::SecretsManager);
@@ -324,7 +326,7 @@ async fn a_second_rotation_is_refused_while_one_is_in_progress() {
         .await
         .result
         .expect("first createSecret");
-    let pending_before = stack.value(&arn, "AWSPENDING").await;
+    let pending_before = stack.value(&arn, AWSPENDING).await;
 
     let other = uuid::Uuid::new_v4().to_string();
     let second = stack.driver(Mode::SecretsManager);
@@ -340,14 +342,14 @@ async fn a_second_rotation_is_refused_while_one_is_in_progress() {
         "{message}"
     );
     assert_eq!(
-        stack.value(&arn, "AWSPENDING").await,
+        stack.value(&arn, AWSPENDING).await,
         pending_before,
         "the refused rotation changed the pending value"
     );
 
     let rest = first.run_steps(&Step::ALL[1..], &arn, &token, None).await;
     assert!(rest.iter().all(|r| r.result.is_ok()), "{rest:?}");
-    let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+    let current = stack.credentials(&arn, AWSCURRENT).await.password;
     assert_eq!(
         current.expose_secret(),
         pending_before["password"].as_str().unwrap()
@@ -360,7 +362,11 @@ async fn two_rotations_at_once_one_completes_and_no_credential_is_lost() {
     let stack = Stack::from_env().await;
     for db in Db::ALL {
         for round in 0..4 {
-            let (arn, user, _) = stack
+            let TestUser {
+                secret_arn: arn,
+                user,
+                ..
+            } = stack
                 .db_user_with_secret(db, "race", Mode::SecretsManager)
                 .await;
             // Finish RotateSecret's own pending version so that both start from no rotation.
@@ -370,7 +376,7 @@ async fn two_rotations_at_once_one_completes_and_no_credential_is_lost() {
                 .await
                 .unwrap();
             assert!(setup.succeeded(), "{}", render_run(&setup));
-            let before = stack.credentials(&arn, "AWSCURRENT").await.1;
+            let before = stack.credentials(&arn, AWSCURRENT).await.password;
 
             let (a, b) = (
                 stack.driver(Mode::SecretsManager),
@@ -414,12 +420,15 @@ async fn two_rotations_at_once_one_completes_and_no_credential_is_lost() {
                 "the loser's error: {message} ({context})"
             );
             // No credential lost: AWSCURRENT is the winner's and logs in.
-            let (current_user, current) = stack.credentials(&arn, "AWSCURRENT").await;
+            let Credentials {
+                user: current_user,
+                password: current,
+            } = stack.credentials(&arn, AWSCURRENT).await;
             assert_eq!(current_user, user);
             assert_ne!(current.expose_secret(), before.expose_secret());
             stack.assert_db_login(db, &user, &current).await;
             assert_eq!(
-                version_with(&stack.labels(&arn).await, "AWSCURRENT"),
+                version_with(&stack.labels(&arn).await, AWSCURRENT),
                 Some(token.as_str()),
                 "{context}"
             );

@@ -7,12 +7,13 @@
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use rotation::password::PUNCTUATION;
 use rotation::providers::mysql;
+use rotation::secrets_manager::AWSCURRENT;
 use rotation::Mode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use test_support::catalog::{account_key, Catalog, Diff};
 use test_support::stack::{record_secret, MYSQL_DATABASE};
-use test_support::{assert_succeeded, Db, Role, Stack};
+use test_support::{assert_succeeded, Credentials, Db, Role, Stack};
 
 /// A password holding every letter, digit and punctuation character (the stack's functions
 /// exclude only `§`, which is in no class), and a random tail so each is unique.
@@ -47,14 +48,20 @@ async fn create_user_and_database(
             let verifier =
                 postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
             stack
-                .admin_sql(&format!(
-                    "CREATE ROLE {} WITH LOGIN PASSWORD {}",
-                    escape_identifier(user),
-                    escape_literal(&verifier)
-                ))
+                .db_admin_sql(
+                    Db::Postgres,
+                    &format!(
+                        "CREATE ROLE {} WITH LOGIN PASSWORD {}",
+                        escape_identifier(user),
+                        escape_literal(&verifier)
+                    ),
+                )
                 .await;
             stack
-                .admin_sql(&format!("CREATE DATABASE {}", escape_identifier(dbname)))
+                .db_admin_sql(
+                    Db::Postgres,
+                    &format!("CREATE DATABASE {}", escape_identifier(dbname)),
+                )
                 .await;
         }
         Db::MariaDb => {
@@ -70,7 +77,7 @@ async fn create_user_and_database(
                     .replace('%', "\\%")
             );
             stack
-                .mysql_admin_sql(&format!(
+                .db_admin_sql(Db::MariaDb, &format!(
                     "CREATE USER {account} IDENTIFIED BY PASSWORD '{}'; CREATE DATABASE {schema}; GRANT SELECT ON {pattern}.* TO {account}; GRANT SELECT ON `{MYSQL_DATABASE}`.* TO {account}",
                     mysql::native_password_hash(password)
                 ))
@@ -100,12 +107,12 @@ async fn single_user_with_hostile_names(stack: &Stack, db: Db) {
         assert_succeeded(&driver.rotate(&arn).await.unwrap());
     }
     let after = Catalog::snapshot(stack, db).await;
-    let (current_user, current) = stack.credentials(&arn, "AWSCURRENT").await;
+    let Credentials {
+        user: current_user,
+        password: current,
+    } = stack.credentials(&arn, AWSCURRENT).await;
     assert_eq!(current_user, user, "{db:?}: the name survives as written");
-    assert_eq!(
-        stack.value(&arn, "AWSCURRENT").await["dbname"],
-        json!(dbname)
-    );
+    assert_eq!(stack.value(&arn, AWSCURRENT).await["dbname"], json!(dbname));
     stack.assert_db_login(db, &user, &current).await;
     stack.assert_db_refused(db, &user, &password).await;
     let Diff {
@@ -125,7 +132,7 @@ async fn single_user_with_hostile_names(stack: &Stack, db: Db) {
 /// Alternating users with a hostile name: the rotation creates `<name>_clone` and every row it
 /// adds names the clone; nothing else changes.
 async fn alternating_with_hostile_names(stack: &Stack, db: Db) {
-    let (master_arn, _, _) = stack.master_secret(db, false).await;
+    let master_arn = stack.master_secret(db, false).await.arn;
     let user = unique(&format!("{}a'\"\\;ü", db.prefix()));
     let original = stack.create_db_user(db, &user, Role::App).await;
     let mut value = stack.db_secret(db, &user, &original);
@@ -144,7 +151,10 @@ async fn alternating_with_hostile_names(stack: &Stack, db: Db) {
     );
     let after = Catalog::snapshot(stack, db).await;
     let clone = format!("{user}_clone");
-    let (current_user, current) = stack.credentials(&arn, "AWSCURRENT").await;
+    let Credentials {
+        user: current_user,
+        password: current,
+    } = stack.credentials(&arn, AWSCURRENT).await;
     assert_eq!(current_user, clone);
     stack.assert_db_login(db, &clone, &current).await;
     stack.assert_db_login(db, &user, &original).await;
@@ -177,7 +187,7 @@ async fn refused_over_the_limit(
     let original = stack.create_db_user(db, user, Role::App).await;
     let mut value = stack.db_secret(db, user, &original);
     if alternating {
-        let (master_arn, _, _) = stack.master_secret(db, false).await;
+        let master_arn = stack.master_secret(db, false).await.arn;
         value["masterarn"] = json!(master_arn);
     }
     let arn = stack

@@ -7,12 +7,13 @@
 
 use std::time::Duration;
 
+use rotation::secrets_manager::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use rotation::Mode;
 use rotation::{Outcome, Step};
 use rotator::versions::version_with;
 use secrecy::ExposeSecret;
 use serde_json::json;
-use test_support::iam::AccessKey;
+use test_support::iam::{AccessKey, IamTestUser, IamUser};
 use test_support::{assert_finished_labels, assert_succeeded, Stack};
 
 fn sorted(ids: [&str; 2]) -> Vec<String> {
@@ -24,14 +25,18 @@ fn sorted(ids: [&str; 2]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn three_rotations_show_active_inactive_then_revoked() {
     let stack = Stack::from_env().await;
-    let (arn, user, original) = stack
+    let IamTestUser {
+        secret_arn: arn,
+        user,
+        key: original,
+    } = stack
         .iam_user_with_secret("iamcycle", Mode::SecretsManager)
         .await;
     let driver = stack.driver(Mode::SecretsManager);
     let mut history: Vec<AccessKey> = vec![original];
     for round in 1..=3 {
         let before = stack.labels(&arn).await;
-        let previous_version = version_with(&before, "AWSCURRENT").unwrap().to_owned();
+        let previous_version = version_with(&before, AWSCURRENT).unwrap().to_owned();
         let run = driver.rotate(&arn).await.unwrap();
         assert_succeeded(&run);
         assert_finished_labels(&stack.labels(&arn).await, &run.token, &previous_version);
@@ -47,8 +52,8 @@ async fn three_rotations_show_active_inactive_then_revoked() {
             );
         }
 
-        let current = stack.access_key(&arn, "AWSCURRENT").await;
-        let previous = stack.access_key(&arn, "AWSPREVIOUS").await;
+        let current = stack.access_key(&arn, AWSCURRENT).await;
+        let previous = stack.access_key(&arn, AWSPREVIOUS).await;
         assert_eq!(previous.id, history.last().unwrap().id, "round {round}");
         assert!(history.iter().all(|k| k.id != current.id), "a new key");
         // Active: the new key authenticates as the user.
@@ -66,14 +71,17 @@ async fn three_rotations_show_active_inactive_then_revoked() {
     }
     // The inactive key still works until the next rotation (used only now: a use would be
     // reported by the next rotation).
-    let previous = stack.access_key(&arn, "AWSPREVIOUS").await;
+    let previous = stack.access_key(&arn, AWSPREVIOUS).await;
     stack.assert_key_works(&user, &previous).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rotates_through_the_step_functions_keeping_camel_case_fields() {
     let stack = Stack::from_env().await;
-    let (user, original) = stack.iam_user("iamcamel").await;
+    let IamUser {
+        user,
+        key: original,
+    } = stack.iam_user("iamcamel").await;
     let value = json!({
         "provider": "iam-access-key",
         "userName": user,
@@ -86,11 +94,11 @@ async fn rotates_through_the_step_functions_keeping_camel_case_fields() {
         .await;
     let run = stack.driver(Mode::Workflow).rotate(&arn).await.unwrap();
     assert_succeeded(&run);
-    let current = stack.value(&arn, "AWSCURRENT").await;
+    let current = stack.value(&arn, AWSCURRENT).await;
     assert_eq!(current["userName"], json!(user));
     assert_eq!(current["team"], "deployments");
     assert!(current.get("AccessKeyId").is_none() && current.get("SecretAccessKey").is_none());
-    let key = stack.access_key(&arn, "AWSCURRENT").await;
+    let key = stack.access_key(&arn, AWSCURRENT).await;
     assert_ne!(key.id, original.id);
     stack.assert_key_works(&user, &key).await;
     assert_eq!(
@@ -102,16 +110,20 @@ async fn rotates_through_the_step_functions_keeping_camel_case_fields() {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_step_repeated_changes_nothing() {
     let stack = Stack::from_env().await;
-    let (arn, user, original) = stack
+    let IamTestUser {
+        secret_arn: arn,
+        user,
+        key: original,
+    } = stack
         .iam_user_with_secret("iamrepeat", Mode::SecretsManager)
         .await;
     let driver = stack.driver(Mode::SecretsManager);
     let (token, _) = driver.next_token(&arn).await.unwrap();
     for step in Step::ALL {
         let stage = if step == Step::Finish {
-            "AWSCURRENT"
+            AWSCURRENT
         } else {
-            "AWSPENDING"
+            AWSPENDING
         };
         let first = driver.step(step, &arn, &token, None).await.result.unwrap();
         let keys = stack.access_keys(&user).await;
@@ -142,7 +154,7 @@ async fn each_step_repeated_changes_nothing() {
             "{step} repeated: value"
         );
     }
-    let current = stack.access_key(&arn, "AWSCURRENT").await;
+    let current = stack.access_key(&arn, AWSCURRENT).await;
     stack.assert_key_works(&user, &current).await;
     stack.assert_key_works(&user, &original).await;
 }
@@ -152,11 +164,15 @@ async fn a_crash_after_any_step_is_recovered_by_running_the_rotation_again() {
     let stack = Stack::from_env().await;
     let driver = stack.driver(Mode::SecretsManager);
     for crash_after in 1..=Step::ALL.len() {
-        let (arn, user, original) = stack
+        let IamTestUser {
+            secret_arn: arn,
+            user,
+            key: original,
+        } = stack
             .iam_user_with_secret("iamcrash", Mode::SecretsManager)
             .await;
         let before = stack.labels(&arn).await;
-        let original_version = version_with(&before, "AWSCURRENT").unwrap().to_owned();
+        let original_version = version_with(&before, AWSCURRENT).unwrap().to_owned();
         let (token, _) = driver.next_token(&arn).await.unwrap();
         let partial = driver
             .run_steps(&Step::ALL[..crash_after], &arn, &token, None)
@@ -166,12 +182,12 @@ async fn a_crash_after_any_step_is_recovered_by_running_the_rotation_again() {
             "steps before the crash"
         );
         // Whatever the crash left, the AWSCURRENT key works.
-        let current = stack.access_key(&arn, "AWSCURRENT").await;
+        let current = stack.access_key(&arn, AWSCURRENT).await;
         stack.assert_key_works(&user, &current).await;
 
         let rerun = driver.rotate(&arn).await.unwrap();
         assert_succeeded(&rerun);
-        let new = stack.access_key(&arn, "AWSCURRENT").await;
+        let new = stack.access_key(&arn, AWSCURRENT).await;
         if crash_after < Step::ALL.len() {
             assert!(rerun.resumed, "the re-run resumes the interrupted rotation");
             assert_finished_labels(&stack.labels(&arn).await, &token, &original_version);
@@ -192,7 +208,11 @@ async fn a_crash_after_any_step_is_recovered_by_running_the_rotation_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_left_by_an_interrupted_create_secret_is_named_not_deleted() {
     let stack = Stack::from_env().await;
-    let (arn, user, original) = stack
+    let IamTestUser {
+        secret_arn: arn,
+        user,
+        key: original,
+    } = stack
         .iam_user_with_secret("iamorphan", Mode::SecretsManager)
         .await;
     // createSecret created a key, then crashed before storing it: the user holds a key no
@@ -222,7 +242,7 @@ async fn a_key_left_by_an_interrupted_create_secret_is_named_not_deleted() {
         .await
         .unwrap();
     assert_succeeded(&driver.rotate(&arn).await.unwrap());
-    let current = stack.access_key(&arn, "AWSCURRENT").await;
+    let current = stack.access_key(&arn, AWSCURRENT).await;
     assert_eq!(
         stack.access_keys(&user).await,
         sorted([&current.id, &original.id])
@@ -237,7 +257,7 @@ async fn a_key_used_after_the_previous_rotation_is_reported_or_kept_in_strict_mo
     // Strict mode keeps a key in use, except during an incident (the secret's
     // rotation-compromise tag): the key in use may be the leaked one.
     for (strict, incident) in [(false, None), (true, None), (true, Some("INC-7"))] {
-        let (user, first) = stack.iam_user("iamused").await;
+        let IamUser { user, key: first } = stack.iam_user("iamused").await;
         let mut value = Stack::iam_secret(&user, &first);
         if strict {
             value["strictRevocation"] = json!(true);
@@ -261,7 +281,7 @@ async fn a_key_used_after_the_previous_rotation_is_reported_or_kept_in_strict_mo
                 .unwrap();
         }
         assert_succeeded(&driver.rotate(&arn).await.unwrap());
-        let second = stack.access_key(&arn, "AWSCURRENT").await;
+        let second = stack.access_key(&arn, AWSCURRENT).await;
         // An application still signs requests with the now inactive key, a second later.
         tokio::time::sleep(Duration::from_millis(1100)).await;
         stack.assert_key_works(&user, &first).await;
@@ -305,7 +325,7 @@ async fn a_key_used_after_the_previous_rotation_is_reported_or_kept_in_strict_mo
                 );
             }
             stack.assert_key_revoked(&user, &first).await;
-            let current = stack.access_key(&arn, "AWSCURRENT").await;
+            let current = stack.access_key(&arn, AWSCURRENT).await;
             stack.assert_key_works(&user, &current).await;
         }
     }
@@ -315,8 +335,11 @@ async fn a_key_used_after_the_previous_rotation_is_reported_or_kept_in_strict_mo
 async fn bad_secrets_fail_clearly_and_change_nothing() {
     let stack = Stack::from_env().await;
     let driver = stack.driver(Mode::SecretsManager);
-    let (user, key) = stack.iam_user("iambad").await;
-    let (other_user, other_key) = stack.iam_user("iambadother").await;
+    let IamUser { user, key } = stack.iam_user("iambad").await;
+    let IamUser {
+        user: other_user,
+        key: other_key,
+    } = stack.iam_user("iambadother").await;
     let good = Stack::iam_secret(&user, &key);
     let mut cases = Vec::new();
     let mut missing = good.clone();
@@ -368,10 +391,14 @@ async fn bad_secrets_fail_clearly_and_change_nothing() {
 async fn a_pending_key_that_is_not_the_users_is_refused_by_set_and_test() {
     let stack = Stack::from_env().await;
     let driver = stack.driver(Mode::SecretsManager);
-    let (arn, user, key) = stack
+    let IamTestUser {
+        secret_arn: arn,
+        user,
+        key,
+    } = stack
         .iam_user_with_secret("iamforged", Mode::SecretsManager)
         .await;
-    let (_, other_key) = stack.iam_user("iamforgedother").await;
+    let other_key = stack.iam_user("iamforgedother").await.key;
     let unknown = AccessKey {
         id: "AKIAUNKNOWNKEY000001".into(),
         secret: other_key.secret.clone(),
@@ -379,12 +406,12 @@ async fn a_pending_key_that_is_not_the_users_is_refused_by_set_and_test() {
     for forged in [other_key, unknown] {
         let token = uuid::Uuid::new_v4().to_string();
         let labels = stack.labels(&arn).await;
-        let pending = version_with(&labels, "AWSPENDING").map(str::to_owned);
+        let pending = version_with(&labels, AWSPENDING).map(str::to_owned);
         stack
             .secrets
             .update_secret_version_stage()
             .secret_id(&arn)
-            .version_stage("AWSPENDING")
+            .version_stage(AWSPENDING)
             .set_remove_from_version_id(pending)
             .send()
             .await
@@ -395,7 +422,7 @@ async fn a_pending_key_that_is_not_the_users_is_refused_by_set_and_test() {
             .secret_id(&arn)
             .client_request_token(&token)
             .secret_string(Stack::iam_secret(&user, &forged).to_string())
-            .version_stages("AWSPENDING")
+            .version_stages(AWSPENDING)
             .send()
             .await
             .unwrap();

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use rotation::secrets_manager::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use rotation::Mode;
 use rotation::{Outcome, Step};
 use rotation_keyring::{Keyring, KeyringClient, KeyringError};
@@ -52,7 +53,7 @@ async fn thirty_rotations_with_a_six_rotation_retention() {
     for round in 1..=30u64 {
         let run = driver.rotate(&arn).await.unwrap();
         assert_succeeded(&run);
-        let stored = stack.value(&arn, "AWSCURRENT").await;
+        let stored = stack.value(&arn, AWSCURRENT).await;
         let stored_keys = stored["keys"].as_array().unwrap();
         assert!(
             stored_keys.len() <= 7,
@@ -95,9 +96,9 @@ async fn thirty_rotations_with_a_six_rotation_retention() {
     }
     // Secrets Manager still keeps older versions: AWSPREVIOUS carries generation 23, which
     // the last rotation destroyed. The client reads AWSCURRENT only, and refuses it.
-    let previous = stack.value(&arn, "AWSPREVIOUS").await;
+    let previous = stack.value(&arn, AWSPREVIOUS).await;
     assert!(key_ids(&previous).iter().any(|id| id.starts_with("23-")));
-    assert!(!key_ids(&stack.value(&arn, "AWSCURRENT").await)
+    assert!(!key_ids(&stack.value(&arn, AWSCURRENT).await)
         .iter()
         .any(|id| id.starts_with("23-")));
     assert!(matches!(
@@ -132,7 +133,7 @@ async fn a_key_past_retention_hours_is_refused_even_while_a_version_still_carrie
     if let Ok(wait) = expiry.duration_since(SystemTime::now()) {
         tokio::time::sleep(wait).await;
     }
-    let current = stack.value(&arn, "AWSCURRENT").await;
+    let current = stack.value(&arn, AWSCURRENT).await;
     assert!(
         key_ids(&current).contains(&first_key.id.to_string()),
         "no rotation since: AWSCURRENT still carries the key"
@@ -147,8 +148,8 @@ async fn a_key_past_retention_hours_is_refused_even_while_a_version_still_carrie
 
     // The next rotation leaves it out; the previous version still carries it, and refuses it.
     assert_succeeded(&driver.rotate(&arn).await.unwrap());
-    assert!(!key_ids(&stack.value(&arn, "AWSCURRENT").await).contains(&first_key.id.to_string()));
-    let previous = stack.value(&arn, "AWSPREVIOUS").await;
+    assert!(!key_ids(&stack.value(&arn, AWSCURRENT).await).contains(&first_key.id.to_string()));
+    let previous = stack.value(&arn, AWSPREVIOUS).await;
     assert!(key_ids(&previous).contains(&first_key.id.to_string()));
     let old = Keyring::parse(&previous.to_string()).unwrap();
     assert!(matches!(
@@ -236,9 +237,9 @@ async fn each_step_repeated_changes_nothing_and_a_crash_after_any_step_converges
     let (token, _) = driver.next_token(&arn).await.unwrap();
     for step in Step::ALL {
         let stage = if step == Step::Finish {
-            "AWSCURRENT"
+            AWSCURRENT
         } else {
-            "AWSPENDING"
+            AWSPENDING
         };
         let first = driver.step(step, &arn, &token, None).await.result.unwrap();
         let labels = stack.labels(&arn).await;
@@ -258,7 +259,7 @@ async fn each_step_repeated_changes_nothing_and_a_crash_after_any_step_converges
             "{step} repeated: keyring"
         );
     }
-    assert_eq!(key_ids(&stack.value(&arn, "AWSCURRENT").await).len(), 1);
+    assert_eq!(key_ids(&stack.value(&arn, AWSCURRENT).await).len(), 1);
 
     for crash_after in 1..=Step::ALL.len() {
         let arn = keyring_secret(
@@ -268,8 +269,8 @@ async fn each_step_repeated_changes_nothing_and_a_crash_after_any_step_converges
         )
         .await;
         assert_succeeded(&driver.rotate(&arn).await.unwrap());
-        let before = stack.value(&arn, "AWSCURRENT").await;
-        let before_version = version_with(&stack.labels(&arn).await, "AWSCURRENT")
+        let before = stack.value(&arn, AWSCURRENT).await;
+        let before_version = version_with(&stack.labels(&arn).await, AWSCURRENT)
             .unwrap()
             .to_owned();
         let client = KeyringClient::new(stack.secrets.clone(), &arn).with_max_age(Duration::ZERO);
@@ -286,7 +287,7 @@ async fn each_step_repeated_changes_nothing_and_a_crash_after_any_step_converges
 
         let rerun = driver.rotate(&arn).await.unwrap();
         assert_succeeded(&rerun);
-        let after = stack.value(&arn, "AWSCURRENT").await;
+        let after = stack.value(&arn, AWSCURRENT).await;
         let generations = |v: &Value| -> Vec<u64> {
             key_ids(v)
                 .iter()
@@ -378,7 +379,7 @@ async fn bad_keyrings_and_forged_pending_versions_are_refused_clearly() {
             "{message} should contain {needle}"
         );
         assert!(
-            message.contains("createSecret") && message.contains("AWSCURRENT"),
+            message.contains("createSecret") && message.contains(AWSCURRENT),
             "{message}"
         );
         assert!(!message.contains(material), "{message}");
@@ -393,7 +394,7 @@ async fn bad_keyrings_and_forged_pending_versions_are_refused_clearly() {
     )
     .await;
     assert_succeeded(&driver.rotate(&arn).await.unwrap());
-    let current = stack.value(&arn, "AWSCURRENT").await;
+    let current = stack.value(&arn, AWSCURRENT).await;
     let mut forged = current.clone();
     forged["keys"][0]["material"] = json!(material);
     let token = uuid::Uuid::new_v4().to_string();
@@ -403,14 +404,14 @@ async fn bad_keyrings_and_forged_pending_versions_are_refused_clearly() {
         .secret_id(&arn)
         .client_request_token(&token)
         .secret_string(forged.to_string())
-        .version_stages("AWSPENDING")
+        .version_stages(AWSPENDING)
         .send()
         .await
         .unwrap();
     let run = driver.step(Step::Set, &arn, &token, None).await;
     let failure = run.result.unwrap_err();
     assert_eq!(failure.error_type(), Some("InvalidSecret"), "{failure}");
-    assert!(failure.to_string().contains("AWSPENDING"), "{failure}");
+    assert!(failure.to_string().contains(AWSPENDING), "{failure}");
     assert!(!failure.to_string().contains(material));
-    assert_eq!(stack.value(&arn, "AWSCURRENT").await, current);
+    assert_eq!(stack.value(&arn, AWSCURRENT).await, current);
 }

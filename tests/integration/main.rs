@@ -16,6 +16,7 @@ mod keyring;
 mod no_secrets_in_logs;
 mod outcomes;
 mod rds;
+mod sample_events;
 mod single_user;
 mod template;
 mod tls;

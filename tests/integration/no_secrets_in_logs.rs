@@ -6,7 +6,8 @@ use std::time::Duration;
 use rotation::Mode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use test_support::{assert_succeeded, Db, Role, Stack};
+use test_support::iam::IamTestUser;
+use test_support::{assert_succeeded, AlternatingUser, Db, Stack, TestUser};
 
 async fn read_log_until(path: &std::path::Path, needle: &str) -> String {
     for _ in 0..50 {
@@ -28,7 +29,11 @@ async fn rotations_log_no_password_and_no_rotation_token() {
 
     for db in Db::ALL {
         // Single-user, through the rotate function.
-        let (single, _, original) = stack
+        let TestUser {
+            secret_arn: single,
+            password: original,
+            ..
+        } = stack
             .db_user_with_secret(db, "logs", Mode::SecretsManager)
             .await;
         let driver = stack.driver(Mode::SecretsManager);
@@ -43,14 +48,10 @@ async fn rotations_log_no_password_and_no_rotation_token() {
         secrets.push(original);
 
         // Alternating users, through the step functions.
-        let (master_arn, _, master_password) = stack.master_secret(db, true).await;
-        let user = Stack::unique(&format!("{}logalt", db.prefix()));
-        let original = stack.create_db_user(db, &user, Role::App).await;
-        let mut value = stack.db_secret(db, &user, &original);
-        value["masterarn"] = json!(master_arn);
-        let alternating = stack
-            .create_rotating_secret(&Stack::unique("logalt"), &value, Mode::Workflow)
+        let AlternatingUser { app, master } = stack
+            .alternating_user_with_secret(db, "logalt", true, Mode::Workflow)
             .await;
+        let alternating = app.secret_arn;
         let per_step = stack.driver(Mode::Workflow);
         for _ in 0..2 {
             assert_succeeded(
@@ -60,7 +61,7 @@ async fn rotations_log_no_password_and_no_rotation_token() {
                     .unwrap(),
             );
         }
-        secrets.extend([master_password, original]);
+        secrets.extend([master.password, app.password]);
         rotated.extend([single, alternating]);
     }
     for arn in &rotated {
@@ -72,7 +73,11 @@ async fn rotations_log_no_password_and_no_rotation_token() {
     // IAM access keys through the rotate function; the inactive key is used before the second
     // rotation, so its revocation comes with a warning naming it.
     let driver = stack.driver(Mode::SecretsManager);
-    let (iam, iam_user, first_key) = stack
+    let IamTestUser {
+        secret_arn: iam,
+        user: iam_user,
+        key: first_key,
+    } = stack
         .iam_user_with_secret("logiam", Mode::SecretsManager)
         .await;
     assert_succeeded(

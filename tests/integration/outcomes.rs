@@ -9,7 +9,7 @@ use aws_sdk_eventbridge::types::Target;
 use rotation::Mode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
-use test_support::{assert_succeeded, Db, Stack};
+use test_support::{assert_succeeded, AlternatingUser, Db, Stack, TestUser};
 
 /// An SQS queue receiving the outcome events of `secrets` from the stack's bus.
 async fn subscribe(secrets: &[&str]) -> (aws_sdk_sqs::Client, String) {
@@ -139,23 +139,29 @@ fn assert_no_secret(text: &str, secrets: &[SecretString]) {
 async fn each_rotation_outcome_is_an_event_and_a_metric_without_secrets() {
     let stack = Stack::from_env().await;
     // Secrets Manager mode, single user, through rotate.
-    let (single, _, single_original) = stack.pg_user_with_secret("evsingle").await;
-    // Workflow mode, alternating users, through the step functions.
-    let (master_arn, _, master_password) = stack.master_secret(Db::Postgres, false).await;
-    let user = Stack::unique("evalt");
-    let alt_original = stack.create_user(&user, "").await;
-    let mut value = stack.pg_secret(&user, &alt_original);
-    value["masterarn"] = json!(master_arn);
-    let alternating = stack
-        .create_rotating_secret(&Stack::unique("evalt"), &value, Mode::Workflow)
+    let TestUser {
+        secret_arn: single,
+        password: single_original,
+        ..
+    } = stack
+        .db_user_with_secret(Db::Postgres, "evsingle", Mode::SecretsManager)
         .await;
+    // Workflow mode, alternating users, through the step functions.
+    let AlternatingUser { app, master } = stack
+        .alternating_user_with_secret(Db::Postgres, "evalt", false, Mode::Workflow)
+        .await;
+    let TestUser {
+        secret_arn: alternating,
+        password: alt_original,
+        ..
+    } = app;
     // A secret whose user does not exist: setSecret fails.
     let ghost = Stack::unique("evghost");
     let ghost_password = Stack::password();
     let broken = stack
         .create_rotating_secret(
             &Stack::unique("evghost"),
-            &stack.pg_secret(&ghost, &ghost_password),
+            &stack.db_secret(Db::Postgres, &ghost, &ghost_password),
             Mode::SecretsManager,
         )
         .await;
@@ -229,7 +235,7 @@ async fn each_rotation_outcome_is_an_event_and_a_metric_without_secrets() {
     let mut secrets = vec![
         single_original,
         alt_original,
-        master_password,
+        master.password,
         ghost_password,
     ];
     secrets.extend(stack.all_passwords(&single).await);

@@ -3,14 +3,16 @@
 //! ROTATION_DB_HOST_OVERRIDES sends `*.rds.amazonaws.com` to the local servers, and for the
 //! rds-master strategy the test plays RDS's part by applying the password RDS was sent.
 
+use rotation::secrets_manager::{AWSCURRENT, AWSPENDING};
 use rotation::Mode;
 use rotation::Step;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
-use test_support::{assert_succeeded, Db, Role, Stack};
+use test_support::rds::RdsResource;
+use test_support::{assert_succeeded, Credentials, Db, Role, Stack, TestUser};
 
-/// A DB instance in moto whose master user is `rdsadmin`: (identifier, ARN).
-async fn instance(stack: &Stack, engine: &str) -> (String, String) {
+/// A DB instance in moto whose master user is `rdsadmin`.
+async fn instance(stack: &Stack, engine: &str) -> RdsResource {
     stack.rds_instance(engine, "rdsadmin").await
 }
 
@@ -20,12 +22,15 @@ async fn endpoints_are_discovered_from_instance_and_cluster_identifiers() {
     let driver = stack.driver(Mode::SecretsManager);
 
     // An instance: no host, no port, no engine in the secret.
-    let (id, _) = instance(&stack, "postgres").await;
-    let user = Stack::unique("pgdisc");
-    let original = stack.create_db_user(Db::Postgres, &user, Role::App).await;
-    let value = json!({"dbInstanceIdentifier": id, "username": user, "password": original.expose_secret(), "dbname": "postgres"});
-    let arn = stack
-        .create_rotating_secret(&Stack::unique("disc"), &value, Mode::SecretsManager)
+    let RdsResource { id, .. } = instance(&stack, "postgres").await;
+    let TestUser {
+        secret_arn: arn,
+        user,
+        password: original,
+    } = stack
+        .db_user_with_secret_value(Db::Postgres, "disc", Mode::SecretsManager, |user, password| {
+            json!({"dbInstanceIdentifier": id, "username": user, "password": password.expose_secret(), "dbname": "postgres"})
+        })
         .await;
     let run = driver.rotate(&arn).await.unwrap();
     assert_succeeded(&run);
@@ -33,12 +38,12 @@ async fn endpoints_are_discovered_from_instance_and_cluster_identifiers() {
         run.steps[0].result.as_ref().unwrap().provider.as_deref(),
         Some("postgres")
     );
-    let current = stack.value(&arn, "AWSCURRENT").await;
+    let current = stack.value(&arn, AWSCURRENT).await;
     assert!(
         current.get("host").is_none(),
         "discovered values are not written into the secret"
     );
-    let (_, password) = stack.credentials(&arn, "AWSCURRENT").await;
+    let password = stack.credentials(&arn, AWSCURRENT).await.password;
     stack.assert_db_login(Db::Postgres, &user, &password).await;
     stack
         .assert_db_refused(Db::Postgres, &user, &original)
@@ -56,11 +61,14 @@ async fn endpoints_are_discovered_from_instance_and_cluster_identifiers() {
         .send()
         .await
         .expect("CreateDBCluster");
-    let user = Stack::unique("mydisc");
-    let original = stack.create_db_user(Db::MariaDb, &user, Role::App).await;
-    let value = json!({"dbClusterIdentifier": cluster, "username": user, "password": original.expose_secret(), "dbname": "rotation_test"});
-    let arn = stack
-        .create_rotating_secret(&Stack::unique("disc"), &value, Mode::SecretsManager)
+    let TestUser {
+        secret_arn: arn,
+        user,
+        password: original,
+    } = stack
+        .db_user_with_secret_value(Db::MariaDb, "disc", Mode::SecretsManager, |user, password| {
+            json!({"dbClusterIdentifier": cluster, "username": user, "password": password.expose_secret(), "dbname": "rotation_test"})
+        })
         .await;
     let run = driver.rotate(&arn).await.unwrap();
     assert_succeeded(&run);
@@ -68,7 +76,7 @@ async fn endpoints_are_discovered_from_instance_and_cluster_identifiers() {
         run.steps[0].result.as_ref().unwrap().provider.as_deref(),
         Some("mysql")
     );
-    let (_, password) = stack.credentials(&arn, "AWSCURRENT").await;
+    let password = stack.credentials(&arn, AWSCURRENT).await.password;
     stack.assert_db_login(Db::MariaDb, &user, &password).await;
     stack.assert_db_refused(Db::MariaDb, &user, &original).await;
 
@@ -118,7 +126,10 @@ async fn a_cluster_reader_endpoint_is_refused() {
 async fn an_rds_managed_master_secret_is_reached_through_its_tags() {
     let stack = Stack::from_env().await;
     let driver = stack.driver(Mode::SecretsManager);
-    let (id, instance_arn) = instance(&stack, "postgres").await;
+    let RdsResource {
+        id,
+        arn: instance_arn,
+    } = instance(&stack, "postgres").await;
     let master = Stack::unique("pgrdsmaster");
     let master_password = stack
         .create_db_user(Db::Postgres, &master, Role::Master)
@@ -136,14 +147,17 @@ async fn an_rds_managed_master_secret_is_reached_through_its_tags() {
                 &[("aws:rds:primarydbinstancearn", tag)],
             )
             .await;
-        let user = Stack::unique("pgmanaged");
-        let original = stack.create_db_user(Db::Postgres, &user, Role::App).await;
-        let value = json!({
-            "engine": "postgres", "dbInstanceIdentifier": id, "username": user,
-            "password": original.expose_secret(), "dbname": "postgres", "masterarn": master_arn,
-        });
-        let arn = stack
-            .create_rotating_secret(&Stack::unique("managed"), &value, Mode::SecretsManager)
+        let TestUser {
+            secret_arn: arn,
+            user,
+            password: original,
+        } = stack
+            .db_user_with_secret_value(Db::Postgres, "managed", Mode::SecretsManager, |user, password| {
+                json!({
+                    "engine": "postgres", "dbInstanceIdentifier": id, "username": user,
+                    "password": password.expose_secret(), "dbname": "postgres", "masterarn": master_arn,
+                })
+            })
             .await;
         let run = driver.rotate(&arn).await.unwrap();
         if works {
@@ -154,7 +168,10 @@ async fn an_rds_managed_master_secret_is_reached_through_its_tags() {
                 set.secrets_manager_calls, 5,
                 "the master secret's tags were read"
             );
-            let (clone, password) = stack.credentials(&arn, "AWSCURRENT").await;
+            let Credentials {
+                user: clone,
+                password,
+            } = stack.credentials(&arn, AWSCURRENT).await;
             assert_eq!(clone, format!("{user}_clone"));
             stack.assert_db_login(Db::Postgres, &clone, &password).await;
             stack.assert_db_login(Db::Postgres, &user, &original).await;
@@ -178,7 +195,7 @@ async fn the_master_user_is_rotated_through_modify_db_instance() {
     let driver = stack.driver(Mode::SecretsManager);
     // RDS names the secret's user as the instance's master user, as it does in AWS.
     let master = Stack::unique("pgmasterrot");
-    let (id, _) = stack.rds_instance("postgres", &master).await;
+    let id = stack.rds_instance("postgres", &master).await.id;
     let original = stack
         .create_db_user(Db::Postgres, &master, Role::Master)
         .await;
@@ -199,7 +216,7 @@ async fn the_master_user_is_rotated_through_modify_db_instance() {
         Some("rds-master")
     );
 
-    let (_, pending) = stack.credentials(&arn, "AWSPENDING").await;
+    let pending = stack.credentials(&arn, AWSPENDING).await.password;
     let calls: Vec<Value> = stack
         .rds_requests("ModifyDBInstance")
         .into_iter()
@@ -238,7 +255,7 @@ async fn the_master_user_is_rotated_through_modify_db_instance() {
         .run_steps(&[Step::Test, Step::Finish], &arn, &token, None)
         .await;
     assert!(rest.iter().all(|r| r.result.is_ok()), "{rest:?}");
-    let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+    let current = stack.credentials(&arn, AWSCURRENT).await.password;
     assert_eq!(current.expose_secret(), pending.expose_secret());
     stack.assert_db_login(Db::Postgres, &master, &current).await;
     stack

@@ -1,24 +1,31 @@
 //! Single-user rotation of PostgreSQL and MariaDB users through the real functions under
 //! `cargo lambda watch`.
 
+use rotation::secrets_manager::{AWSCURRENT, AWSPENDING};
 use rotation::Mode;
 use rotation::{Outcome, Step};
 use rotator::versions::version_with;
 use secrecy::{ExposeSecret, SecretString};
-use test_support::{assert_finished_labels, assert_succeeded, Db, Stack};
+use test_support::{
+    assert_finished_labels, assert_succeeded, Credentials, Db, Role, Stack, TestUser,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rotates_twice_through_the_rotate_function() {
     let stack = Stack::from_env().await;
     let driver = stack.driver(Mode::SecretsManager);
     for db in Db::ALL {
-        let (arn, user, original) = stack
+        let TestUser {
+            secret_arn: arn,
+            user,
+            password: original,
+        } = stack
             .db_user_with_secret(db, "single", Mode::SecretsManager)
             .await;
         let mut replaced = original;
         for round in 1..=2 {
             let before = stack.labels(&arn).await;
-            let previous_current = version_with(&before, "AWSCURRENT").unwrap().to_owned();
+            let previous_current = version_with(&before, AWSCURRENT).unwrap().to_owned();
             let run = driver.rotate(&arn).await.unwrap();
             assert_succeeded(&run);
             assert_eq!(
@@ -28,7 +35,10 @@ async fn rotates_twice_through_the_rotate_function() {
             );
             assert_finished_labels(&stack.labels(&arn).await, &run.token, &previous_current);
 
-            let (current_user, current) = stack.credentials(&arn, "AWSCURRENT").await;
+            let Credentials {
+                user: current_user,
+                password: current,
+            } = stack.credentials(&arn, AWSCURRENT).await;
             assert_eq!(current_user, user);
             assert_ne!(current.expose_secret(), replaced.expose_secret());
             stack.assert_db_login(db, &user, &current).await;
@@ -42,7 +52,11 @@ async fn rotates_twice_through_the_rotate_function() {
 async fn rotates_through_the_four_step_functions() {
     let stack = Stack::from_env().await;
     for db in Db::ALL {
-        let (arn, user, original) = stack
+        let TestUser {
+            secret_arn: arn,
+            user,
+            password: original,
+        } = stack
             .db_user_with_secret(db, "perstep", Mode::Workflow)
             .await;
         let run = stack.driver(Mode::Workflow).rotate(&arn).await.unwrap();
@@ -57,7 +71,7 @@ async fn rotates_through_the_four_step_functions() {
                 "finish-secret"
             ]
         );
-        let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+        let current = stack.credentials(&arn, AWSCURRENT).await.password;
         stack.assert_db_login(db, &user, &current).await;
         stack.assert_db_refused(db, &user, &original).await;
     }
@@ -68,16 +82,20 @@ async fn each_step_repeated_changes_nothing() {
     let stack = Stack::from_env().await;
     let driver = stack.driver(Mode::SecretsManager);
     for db in Db::ALL {
-        let (arn, user, original) = stack
+        let TestUser {
+            secret_arn: arn,
+            user,
+            password: original,
+        } = stack
             .db_user_with_secret(db, "repeat", Mode::SecretsManager)
             .await;
         let (token, _) = driver.next_token(&arn).await.unwrap();
         let mut pending_password = None;
         for step in Step::ALL {
             let stage = if step == Step::Finish {
-                "AWSCURRENT"
+                AWSCURRENT
             } else {
-                "AWSPENDING"
+                AWSPENDING
             };
             let first = driver.step(step, &arn, &token, None).await.result.unwrap();
             let labels_after_first = stack.labels(&arn).await;
@@ -111,7 +129,7 @@ async fn each_step_repeated_changes_nothing() {
                 "{step} after finish"
             );
         }
-        let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+        let current = stack.credentials(&arn, AWSCURRENT).await.password;
         assert_eq!(current.expose_secret(), pending_password.unwrap());
         stack.assert_db_login(db, &user, &current).await;
         stack.assert_db_refused(db, &user, &original).await;
@@ -124,11 +142,15 @@ async fn a_crash_after_any_step_is_recovered_by_running_the_rotation_again() {
     let driver = stack.driver(Mode::SecretsManager);
     for db in Db::ALL {
         for crash_after in 1..=Step::ALL.len() {
-            let (arn, user, original) = stack
+            let TestUser {
+                secret_arn: arn,
+                user,
+                password: original,
+            } = stack
                 .db_user_with_secret(db, "crash", Mode::SecretsManager)
                 .await;
             let before = stack.labels(&arn).await;
-            let original_version = version_with(&before, "AWSCURRENT").unwrap().to_owned();
+            let original_version = version_with(&before, AWSCURRENT).unwrap().to_owned();
             let (token, _) = driver.next_token(&arn).await.unwrap();
             let partial = driver
                 .run_steps(&Step::ALL[..crash_after], &arn, &token, None)
@@ -140,7 +162,7 @@ async fn a_crash_after_any_step_is_recovered_by_running_the_rotation_again() {
 
             // Whatever the crash left, one credential in Secrets Manager still logs in.
             if crash_after < Step::ALL.len() {
-                let (_, pending) = stack.credentials(&arn, "AWSPENDING").await;
+                let pending = stack.credentials(&arn, AWSPENDING).await.password;
                 let working = if crash_after >= 2 {
                     pending
                 } else {
@@ -159,7 +181,7 @@ async fn a_crash_after_any_step_is_recovered_by_running_the_rotation_again() {
                 assert!(!rerun.resumed, "a finished rotation is not resumed");
                 assert_finished_labels(&stack.labels(&arn).await, &rerun.token, &token);
             }
-            let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+            let current = stack.credentials(&arn, AWSCURRENT).await.password;
             stack.assert_db_login(db, &user, &current).await;
             stack.assert_db_refused(db, &user, &original).await;
         }
@@ -190,14 +212,18 @@ async fn falls_back_to_the_previous_password_when_the_current_one_is_refused() {
     let stack = Stack::from_env().await;
     let driver = stack.driver(Mode::SecretsManager);
     for db in Db::ALL {
-        let (arn, user, original) = stack
+        let TestUser {
+            secret_arn: arn,
+            user,
+            password: original,
+        } = stack
             .db_user_with_secret(db, "fallback", Mode::SecretsManager)
             .await;
         assert_succeeded(&driver.rotate(&arn).await.unwrap());
         reset_password(&stack, db, &user, &original).await;
         let run = driver.rotate(&arn).await.unwrap();
         assert_succeeded(&run);
-        let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+        let current = stack.credentials(&arn, AWSCURRENT).await.password;
         stack.assert_db_login(db, &user, &current).await;
         stack.assert_db_refused(db, &user, &original).await;
     }
@@ -210,9 +236,7 @@ async fn user_names_and_passwords_that_need_quoting_rotate() {
     for db in Db::ALL {
         for prefix in ["Up Case", "q'uo\"te", "back\\slash;", "ünï"] {
             let user = Stack::unique(prefix);
-            let original = stack
-                .create_db_user(db, &user, test_support::Role::App)
-                .await;
+            let original = stack.create_db_user(db, &user, Role::App).await;
             // A starting password with every character AWS's exclusion lists usually drop.
             let hostile = SecretString::from(format!("a'b\"c\\d:e/f@g;{}", uuid::Uuid::new_v4()));
             reset_password(&stack, db, &user, &hostile).await;
@@ -225,7 +249,10 @@ async fn user_names_and_passwords_that_need_quoting_rotate() {
                 )
                 .await;
             assert_succeeded(&driver.rotate(&arn).await.unwrap());
-            let (current_user, current) = stack.credentials(&arn, "AWSCURRENT").await;
+            let Credentials {
+                user: current_user,
+                password: current,
+            } = stack.credentials(&arn, AWSCURRENT).await;
             assert_eq!(current_user, user);
             stack.assert_db_login(db, &user, &current).await;
             stack.assert_db_refused(db, &user, &hostile).await;
@@ -246,7 +273,11 @@ fn refused_logins(stack: &Stack, user: &str) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_first_set_secret_tries_no_password_that_is_refused() {
     let stack = Stack::from_env().await;
-    let (arn, user, original) = stack
+    let TestUser {
+        secret_arn: arn,
+        user,
+        password: original,
+    } = stack
         .db_user_with_secret(Db::Postgres, "onelogin", Mode::Workflow)
         .await;
     let run = stack.driver(Mode::Workflow).rotate(&arn).await.unwrap();

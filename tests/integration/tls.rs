@@ -6,6 +6,7 @@ use rotation::error::{Credential, DbFailure};
 use rotation::providers::database::Who;
 use rotation::providers::database_secret::TlsMode;
 use rotation::providers::{mysql, postgres};
+use rotation::secrets_manager::AWSCURRENT;
 use rotation::Mode;
 use rotation::RotationError;
 use serde_json::json;
@@ -90,7 +91,7 @@ async fn the_functions_use_tls_by_default() {
             .steps
             .iter()
             .all(|s| s.result.as_ref().unwrap().warnings.is_empty()));
-        let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+        let current = stack.credentials(&arn, AWSCURRENT).await.password;
         stack.assert_db_login(db, &user, &current).await;
         stack.assert_db_refused(db, &user, &original).await;
     }
@@ -139,7 +140,7 @@ async fn ssl_false_turns_tls_off_explicitly_with_a_warning() {
                 report.warnings
             );
         }
-        let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+        let current = stack.credentials(&arn, AWSCURRENT).await.password;
         stack.assert_db_login(db, &plain, &current).await;
         stack.assert_db_refused(db, &plain, &plain_password).await;
     }

@@ -66,8 +66,7 @@ impl Catalog {
 
     /// MariaDB's catalog: the rows `MARIADB_QUERIES` reads.
     pub async fn mariadb(stack: &Stack) -> Self {
-        let (admin, password) = stack.mysql_admin();
-        let mut session = stack.mysql_login(&admin, &password).await.expect("admin");
+        let mut session = stack.mysql_admin_session().await;
         let mut rows = BTreeMap::new();
         for sql in MARIADB_QUERIES {
             let found: Vec<(String, Option<String>)> = session.conn().query(*sql).await.expect(sql);

@@ -24,9 +24,29 @@ impl std::fmt::Debug for AccessKey {
     }
 }
 
+/// An IAM user the test created and its access key.
+#[derive(Debug, Clone)]
+pub struct IamUser {
+    /// The user name.
+    pub user: String,
+    /// Its access key.
+    pub key: AccessKey,
+}
+
+/// An IAM user the test created, its first access key, and the rotating secret that holds it.
+#[derive(Debug, Clone)]
+pub struct IamTestUser {
+    /// The ARN of the user's secret.
+    pub secret_arn: String,
+    /// The user name.
+    pub user: String,
+    /// The access key the secret was created with.
+    pub key: AccessKey,
+}
+
 impl Stack {
     /// Creates an IAM user with one access key.
-    pub async fn iam_user(&self, prefix: &str) -> (String, AccessKey) {
+    pub async fn iam_user(&self, prefix: &str) -> IamUser {
         let user = Self::unique(prefix);
         self.iam
             .create_user()
@@ -35,7 +55,7 @@ impl Stack {
             .await
             .expect("CreateUser");
         let key = self.create_access_key(&user).await;
-        (user, key)
+        IamUser { user, key }
     }
 
     /// Creates an access key for `user` (as a crashed createSecret would leave one).
@@ -66,22 +86,21 @@ impl Stack {
         })
     }
 
-    /// An IAM user with one key, and its secret configured for the mode `functions` serve:
-    /// (secret ARN, user, key).
-    pub async fn iam_user_with_secret(
-        &self,
-        prefix: &str,
-        functions: Mode,
-    ) -> (String, String, AccessKey) {
-        let (user, key) = self.iam_user(prefix).await;
-        let arn = self
+    /// An IAM user with one key, and its secret configured for the mode `functions` serve.
+    pub async fn iam_user_with_secret(&self, prefix: &str, functions: Mode) -> IamTestUser {
+        let IamUser { user, key } = self.iam_user(prefix).await;
+        let secret_arn = self
             .create_rotating_secret(
                 &Self::unique(prefix),
                 &Self::iam_secret(&user, &key),
                 functions,
             )
             .await;
-        (arn, user, key)
+        IamTestUser {
+            secret_arn,
+            user,
+            key,
+        }
     }
 
     /// The ids of `user`'s access keys, sorted.

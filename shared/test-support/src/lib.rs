@@ -6,10 +6,13 @@
 pub mod attacker;
 pub mod catalog;
 pub mod faults;
+pub mod fixtures;
 pub mod iam;
 pub mod mysql_catalog;
 pub mod mysql_echo;
 pub mod rds;
+pub mod samples;
 pub mod stack;
 
+pub use fixtures::{AlternatingUser, Credentials, MasterSecret, TestUser};
 pub use stack::{assert_finished_labels, assert_succeeded, Db, Role, Stack};

@@ -77,11 +77,7 @@ fn cell(row: &Row, index: usize) -> String {
 
 /// Reads `user@host`'s rows in the grant tables, as the stack's administrator.
 pub async fn account_catalog(stack: &Stack, user: &str, host: &str) -> AccountCatalog {
-    let (admin, password) = stack.mysql_admin();
-    let mut session = stack
-        .mysql_login(&admin, &password)
-        .await
-        .expect("MariaDB admin login");
+    let mut session = stack.mysql_admin_session().await;
     let conn = session.conn();
     let priv_json: Option<String> = conn
         .exec_first(
@@ -131,11 +127,7 @@ pub async fn account_catalog(stack: &Stack, user: &str, host: &str) -> AccountCa
 
 /// The hosts `user` has an account on.
 pub async fn account_hosts(stack: &Stack, user: &str) -> Vec<String> {
-    let (admin, password) = stack.mysql_admin();
-    let mut session = stack
-        .mysql_login(&admin, &password)
-        .await
-        .expect("MariaDB admin login");
+    let mut session = stack.mysql_admin_session().await;
     session
         .conn()
         .exec(

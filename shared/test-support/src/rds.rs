@@ -6,11 +6,20 @@ use serde_json::Value;
 
 use crate::{Db, Stack};
 
+/// A DB instance or cluster the test created in moto's RDS.
+#[derive(Debug, Clone)]
+pub struct RdsResource {
+    /// The instance's or cluster's identifier.
+    pub id: String,
+    /// Its ARN.
+    pub arn: String,
+}
+
 impl Stack {
-    /// A DB instance in moto whose master user is `master`: (identifier, ARN). Its endpoint
+    /// A DB instance in moto whose master user is `master`. Its endpoint
     /// (`*.rds.amazonaws.com`) is sent to the local server of its engine by the stack's
     /// ROTATION_DB_HOST_OVERRIDES.
-    pub async fn rds_instance(&self, engine: &str, master: &str) -> (String, String) {
+    pub async fn rds_instance(&self, engine: &str, master: &str) -> RdsResource {
         let id = Self::unique("db").replace('_', "-");
         // moto knows no default MariaDB version: name one it lists.
         let version = (engine == "mariadb").then(|| "10.6".to_owned());
@@ -32,11 +41,11 @@ impl Stack {
             .and_then(|i| i.db_instance_arn())
             .expect("instance ARN")
             .to_owned();
-        (id, arn)
+        RdsResource { id, arn }
     }
 
-    /// A DB cluster in moto whose master user is `master`: (identifier, ARN).
-    pub async fn rds_cluster(&self, engine: &str, master: &str) -> (String, String) {
+    /// A DB cluster in moto whose master user is `master`.
+    pub async fn rds_cluster(&self, engine: &str, master: &str) -> RdsResource {
         let id = Self::unique("cl").replace('_', "-");
         let out = self
             .rds
@@ -53,7 +62,7 @@ impl Stack {
             .and_then(|c| c.db_cluster_arn())
             .expect("cluster ARN")
             .to_owned();
-        (id, arn)
+        RdsResource { id, arn }
     }
 
     /// Tags a DB instance or cluster (by ARN), as an administrator does.

@@ -13,6 +13,7 @@ use rotation::providers::database::Who;
 use rotation::providers::database_secret::{Endpoint, TlsMode};
 use rotation::providers::mysql;
 use rotation::providers::postgres::connect;
+use rotation::secrets_manager::{AWSCURRENT, AWSPREVIOUS};
 use rotation::tls::ClientConfig;
 use rotation::RotationError;
 use secrecy::{ExposeSecret, SecretString};
@@ -21,6 +22,8 @@ use serde_json::{json, Value};
 use rotator::driver::LocalDriver;
 use rotator::invoke::LambdaInvoker;
 use rotator::versions::{labels, Labels};
+
+use crate::fixtures::{AlternatingUser, Credentials, MasterSecret, TestUser};
 
 /// The MariaDB database the stack creates for the tests.
 pub const MYSQL_DATABASE: &str = "rotation_test";
@@ -187,11 +190,6 @@ impl Stack {
         token
     }
 
-    /// The endpoint of the stack's PostgreSQL server, database `postgres`.
-    pub fn endpoint(&self, tls: TlsMode) -> Endpoint {
-        self.db_endpoint(Db::Postgres, tls)
-    }
-
     /// The endpoint of one of the stack's database servers.
     pub fn db_endpoint(&self, db: Db, tls: TlsMode) -> Endpoint {
         match db {
@@ -210,7 +208,24 @@ impl Stack {
         }
     }
 
-    /// Logs in to MariaDB over verified TLS.
+    /// Logs in to PostgreSQL over verified TLS and returns the session.
+    pub async fn pg_login(
+        &self,
+        user: &str,
+        password: &SecretString,
+    ) -> Result<tokio_postgres::Client, RotationError> {
+        connect(
+            &self.tls,
+            Duration::from_secs(10),
+            &self.db_endpoint(Db::Postgres, TlsMode::Verified),
+            user,
+            password,
+            Credential::Current,
+        )
+        .await
+    }
+
+    /// Logs in to MariaDB over verified TLS and returns the session.
     pub async fn mysql_login(
         &self,
         user: &str,
@@ -231,29 +246,27 @@ impl Stack {
         .await
     }
 
-    /// MariaDB's administrator credentials.
-    pub fn mysql_admin(&self) -> (String, SecretString) {
-        (
-            self.mysql_admin_user.clone(),
-            self.mysql_admin_password.clone(),
-        )
-    }
-
-    /// Runs SQL as MariaDB's administrator.
-    pub async fn mysql_admin_sql(&self, sql: &str) {
-        use mysql_async::prelude::Queryable;
-        let mut session = self
-            .mysql_login(&self.mysql_admin_user, &self.mysql_admin_password)
+    /// Logs in to MariaDB as its administrator.
+    pub async fn mysql_admin_session(&self) -> mysql::Session {
+        self.mysql_login(&self.mysql_admin_user, &self.mysql_admin_password)
             .await
-            .expect("MariaDB admin login");
-        session.conn().query_drop(sql).await.unwrap_or_unwind(sql);
+            .expect("MariaDB admin login")
     }
 
-    /// Runs SQL as the administrator of `db`.
+    /// Runs SQL as the administrator of `db`; panics with the statement when it fails.
     pub async fn db_admin_sql(&self, db: Db, sql: &str) {
         match db {
-            Db::Postgres => self.admin_sql(sql).await,
-            Db::MariaDb => self.mysql_admin_sql(sql).await,
+            Db::Postgres => self
+                .admin()
+                .await
+                .batch_execute(sql)
+                .await
+                .unwrap_or_unwind(sql),
+            Db::MariaDb => {
+                use mysql_async::prelude::Queryable;
+                let mut session = self.mysql_admin_session().await;
+                session.conn().query_drop(sql).await.unwrap_or_unwind(sql);
+            }
         }
     }
 
@@ -267,7 +280,19 @@ impl Stack {
                     Role::Master => "CREATEROLE",
                     Role::TlsOnly => "IN ROLE tls_required",
                 };
-                self.create_user(name, options).await
+                let password = Self::password();
+                let verifier =
+                    postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
+                self.db_admin_sql(
+                    db,
+                    &format!(
+                        "CREATE ROLE {} WITH LOGIN {options} PASSWORD {}",
+                        escape_identifier(name),
+                        escape_literal(&verifier)
+                    ),
+                )
+                .await;
+                password
             }
             Db::MariaDb => {
                 let password = Self::password();
@@ -283,7 +308,7 @@ impl Stack {
                         format!("; GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON `{MYSQL_DATABASE}`.* TO {account}")
                     }
                 });
-                self.mysql_admin_sql(&sql).await;
+                self.db_admin_sql(db, &sql).await;
                 password
             }
         }
@@ -297,7 +322,7 @@ impl Stack {
         password: &SecretString,
     ) -> Result<(), RotationError> {
         match db {
-            Db::Postgres => self.login(user, password).await.map(|_| ()),
+            Db::Postgres => self.pg_login(user, password).await.map(|_| ()),
             Db::MariaDb => self.mysql_login(user, password).await.map(|_| ()),
         }
     }
@@ -323,7 +348,14 @@ impl Stack {
     /// The JSON of a secret for `user` on the stack's `db` server.
     pub fn db_secret(&self, db: Db, user: &str, password: &SecretString) -> Value {
         match db {
-            Db::Postgres => self.pg_secret(user, password),
+            Db::Postgres => json!({
+                "engine": "postgres",
+                "host": self.pg_host,
+                "port": self.pg_port,
+                "username": user,
+                "password": password.expose_secret(),
+                "dbname": "postgres",
+            }),
             Db::MariaDb => json!({
                 "engine": "mariadb",
                 "host": self.mysql_host,
@@ -335,31 +367,64 @@ impl Stack {
         }
     }
 
-    /// A user of `db` and its secret, configured for the mode `functions` serve.
-    pub async fn db_user_with_secret(
+    /// An application user of `db` and its secret ([`Stack::db_secret`]), configured for the
+    /// mode `functions` serve.
+    pub async fn db_user_with_secret(&self, db: Db, prefix: &str, functions: Mode) -> TestUser {
+        self.db_user_with_secret_value(db, prefix, functions, |user, password| {
+            self.db_secret(db, user, password)
+        })
+        .await
+    }
+
+    /// An application user of `db` (named from `prefix`) and its secret, configured for the mode
+    /// `functions` serve, holding what `value` makes of the user's name and password: a secret
+    /// that reaches the server through a proxy, or names an RDS identifier instead of a host.
+    pub async fn db_user_with_secret_value(
         &self,
         db: Db,
         prefix: &str,
         functions: Mode,
-    ) -> (String, String, SecretString) {
+        value: impl FnOnce(&str, &SecretString) -> Value,
+    ) -> TestUser {
         let user = Self::unique(&format!("{}{prefix}", db.prefix()));
         let password = self.create_db_user(db, &user, Role::App).await;
-        let arn = self
-            .create_rotating_secret(
-                &Self::unique(prefix),
-                &self.db_secret(db, &user, &password),
-                functions,
-            )
+        let secret_arn = self
+            .create_rotating_secret(&Self::unique(prefix), &value(&user, &password), functions)
             .await;
-        (arn, user, password)
+        TestUser {
+            secret_arn,
+            user,
+            password,
+        }
+    }
+
+    /// An alternating-users application user of `db` (named from `prefix`) and its secret,
+    /// configured for the mode `functions` serve, naming a new master secret
+    /// ([`Stack::master_secret`], RDS-managed with `rds_managed`) as its `masterarn`.
+    pub async fn alternating_user_with_secret(
+        &self,
+        db: Db,
+        prefix: &str,
+        rds_managed: bool,
+        functions: Mode,
+    ) -> AlternatingUser {
+        let master = self.master_secret(db, rds_managed).await;
+        let app = self
+            .db_user_with_secret_value(db, prefix, functions, |user, password| {
+                let mut value = self.db_secret(db, user, password);
+                value["masterarn"] = json!(master.arn);
+                value
+            })
+            .await;
+        AlternatingUser { app, master }
     }
 
     /// A master user of `db` (CREATEROLE, or all privileges with grant option) and its secret.
     /// With `rds_managed` the secret is what RDS manages: only username and password, tagged
     /// `aws:rds:primarydbinstancearn` with a DB instance in moto whose endpoint the stack's
     /// ROTATION_DB_HOST_OVERRIDES sends to `db` (the functions find the master through the
-    /// tag, as on AWS). Returns the secret's ARN, the user and its password.
-    pub async fn master_secret(&self, db: Db, rds_managed: bool) -> (String, String, SecretString) {
+    /// tag, as on AWS).
+    pub async fn master_secret(&self, db: Db, rds_managed: bool) -> MasterSecret {
         let master = Self::unique(&format!("{}master", db.prefix()));
         let password = self.create_db_user(db, &master, Role::Master).await;
         let arn = if rds_managed {
@@ -368,18 +433,22 @@ impl Stack {
                 Db::Postgres => "postgres",
                 Db::MariaDb => "mariadb",
             };
-            let (_, instance) = self.rds_instance(engine, &master).await;
+            let instance = self.rds_instance(engine, &master).await;
             self.create_tagged_secret(
                 &Self::unique("master"),
                 &value,
-                &[("aws:rds:primarydbinstancearn", &instance)],
+                &[("aws:rds:primarydbinstancearn", &instance.arn)],
             )
             .await
         } else {
             let value = self.db_secret(db, &master, &password);
             self.create_secret(&Self::unique("master"), &value).await
         };
-        (arn, master, password)
+        MasterSecret {
+            arn,
+            user: master,
+            password,
+        }
     }
 
     /// Logs in as the cluster's superuser.
@@ -387,18 +456,13 @@ impl Stack {
         connect(
             &self.tls,
             Duration::from_secs(10),
-            &self.endpoint(TlsMode::Verified),
+            &self.db_endpoint(Db::Postgres, TlsMode::Verified),
             &self.admin_user,
             &self.admin_password,
             Credential::Master,
         )
         .await
         .expect("admin login")
-    }
-
-    /// The superuser's credentials, for a master secret.
-    pub fn admin_credentials(&self) -> (&str, &SecretString) {
-        (&self.admin_user, &self.admin_password)
     }
 
     /// Deletes a secret at once, if it exists.
@@ -410,78 +474,6 @@ impl Stack {
             .force_delete_without_recovery(true)
             .send()
             .await;
-    }
-
-    /// Runs SQL as the superuser.
-    pub async fn admin_sql(&self, sql: &str) {
-        self.admin()
-            .await
-            .batch_execute(sql)
-            .await
-            .unwrap_or_else(|e| panic!("admin SQL failed: {e}: {sql}"));
-    }
-
-    /// Creates a login role with a random password (sent as a SCRAM verifier, so the server's
-    /// statement log never holds it) and returns the password.
-    pub async fn create_user(&self, name: &str, options: &str) -> SecretString {
-        let password = Self::password();
-        let verifier =
-            postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
-        self.admin_sql(&format!(
-            "CREATE ROLE {} WITH LOGIN {options} PASSWORD {}",
-            escape_identifier(name),
-            escape_literal(&verifier)
-        ))
-        .await;
-        password
-    }
-
-    /// Tries to log in over verified TLS.
-    pub async fn login(
-        &self,
-        user: &str,
-        password: &SecretString,
-    ) -> Result<tokio_postgres::Client, RotationError> {
-        connect(
-            &self.tls,
-            Duration::from_secs(10),
-            &self.endpoint(TlsMode::Verified),
-            user,
-            password,
-            Credential::Current,
-        )
-        .await
-    }
-
-    /// Asserts that `user` logs in with `password`.
-    pub async fn assert_login(&self, user: &str, password: &SecretString) {
-        if let Err(e) = self.login(user, password).await {
-            panic!("{user} should log in: {e}");
-        }
-    }
-
-    /// Asserts that the server refuses `password` for `user` (authentication, not a network
-    /// error).
-    pub async fn assert_refused(&self, user: &str, password: &SecretString) {
-        match self.login(user, password).await {
-            Ok(_) => panic!("{user} logged in with a password that must no longer work"),
-            Err(e) => assert!(
-                e.is_authentication_failure(),
-                "{user}: expected an authentication failure, got {e}"
-            ),
-        }
-    }
-
-    /// The JSON of a PostgreSQL secret for `user` on the stack's server.
-    pub fn pg_secret(&self, user: &str, password: &SecretString) -> Value {
-        json!({
-            "engine": "postgres",
-            "host": self.pg_host,
-            "port": self.pg_port,
-            "username": user,
-            "password": password.expose_secret(),
-            "dbname": "postgres",
-        })
     }
 
     /// Creates a secret in Secrets Manager and returns its ARN.
@@ -601,30 +593,6 @@ impl Stack {
         }
     }
 
-    /// A PostgreSQL user and its secret in Secrets Manager mode: (secret ARN, user, password).
-    pub async fn pg_user_with_secret(&self, prefix: &str) -> (String, String, SecretString) {
-        self.pg_user_with_secret_for(prefix, Mode::SecretsManager)
-            .await
-    }
-
-    /// A PostgreSQL user and its secret, configured for the mode `functions` serve.
-    pub async fn pg_user_with_secret_for(
-        &self,
-        prefix: &str,
-        functions: Mode,
-    ) -> (String, String, SecretString) {
-        let user = Self::unique(prefix);
-        let password = self.create_user(&user, "").await;
-        let arn = self
-            .create_rotating_secret(
-                &Self::unique(prefix),
-                &self.pg_secret(&user, &password),
-                functions,
-            )
-            .await;
-        (arn, user, password)
-    }
-
     /// The labelled versions of a secret.
     pub async fn labels(&self, secret_id: &str) -> Labels {
         labels(&self.secrets, secret_id).await.expect("labels")
@@ -646,12 +614,18 @@ impl Stack {
     }
 
     /// Username and password of the version with `stage`.
-    pub async fn credentials(&self, secret_id: &str, stage: &str) -> (String, SecretString) {
+    pub async fn credentials(&self, secret_id: &str, stage: &str) -> Credentials {
         let value = self.value(secret_id, stage).await;
-        (
-            value["username"].as_str().expect("username").to_owned(),
-            SecretString::from(value["password"].as_str().expect("password").to_owned()),
-        )
+        Credentials {
+            user: value["username"].as_str().expect("username").to_owned(),
+            password: SecretString::from(value["password"].as_str().expect("password").to_owned()),
+        }
+    }
+
+    /// Asserts that what the version with `stage` holds logs in to `db`.
+    pub async fn assert_stage_logs_in(&self, db: Db, secret_id: &str, stage: &str) {
+        let Credentials { user, password } = self.credentials(secret_id, stage).await;
+        self.assert_db_login(db, &user, &password).await;
     }
 
     /// The value of every version of the secret (labelled or not), parsed, for searching logs.
@@ -753,8 +727,8 @@ pub fn assert_succeeded(run: &rotator::driver::RotationRun) {
 /// current before AWSPREVIOUS, and nothing else labelled (AWSPENDING gone).
 pub fn assert_finished_labels(labels: &Labels, token: &str, previous: &str) {
     let expected: Labels = [
-        (token.to_owned(), vec!["AWSCURRENT".to_owned()]),
-        (previous.to_owned(), vec!["AWSPREVIOUS".to_owned()]),
+        (token.to_owned(), vec![AWSCURRENT.to_owned()]),
+        (previous.to_owned(), vec![AWSPREVIOUS.to_owned()]),
     ]
     .into();
     assert_eq!(labels, &expected, "labels after the rotation");

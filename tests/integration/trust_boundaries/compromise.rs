@@ -12,12 +12,13 @@ use rotation::compromise::bounds::{DEFAULT_MAX_ROTATIONS_PER_HOUR, DEFAULT_MAX_S
 use rotation::compromise::incident::RECORD_TAG;
 use rotation::config::{ENV_COMPROMISE_MAX_ROTATIONS_PER_HOUR, ENV_COMPROMISE_MAX_SECRETS};
 use rotation::mode::MODE_TAG;
+use rotation::secrets_manager::AWSCURRENT;
 use rotation::Mode;
 use rotation_keyring::Keyring;
 use rotator::invoke::InvokeError;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
-use test_support::{Db, Stack};
+use test_support::{Credentials, Db, Stack, TestUser};
 
 /// Every version of a secret, deprecated ones included, with its sorted labels.
 async fn versions(stack: &Stack, arn: &str) -> BTreeMap<String, Vec<String>> {
@@ -125,16 +126,19 @@ async fn the_same_incident_twice_changes_nothing_the_second_time() {
     let incident = Stack::unique("INC");
 
     // Single user, Secrets Manager mode (a rotation is pending, as RotateSecret leaves it).
-    let (single, _, _) = stack.pg_user_with_secret("cmponce").await;
+    let single = stack
+        .db_user_with_secret(Db::Postgres, "cmponce", Mode::SecretsManager)
+        .await
+        .secret_arn;
     // Alternating users, workflow mode: two rotations per incident.
-    let (master_arn, _, _) = stack.master_secret(Db::Postgres, false).await;
-    let user = Stack::unique("cmponcealt");
-    let original = stack.create_user(&user, "").await;
-    let mut value = stack.pg_secret(&user, &original);
-    value["masterarn"] = json!(master_arn);
-    let alternating = stack
-        .create_rotating_secret(&Stack::unique("cmponcealt"), &value, Mode::Workflow)
-        .await;
+    let TestUser {
+        secret_arn: alternating,
+        user,
+        password: original,
+    } = stack
+        .alternating_user_with_secret(Db::Postgres, "cmponcealt", false, Mode::Workflow)
+        .await
+        .app;
 
     let event = incident_event(&incident, json!({"secretIds": [single, alternating]}));
     let first = send(&stack, &event)
@@ -148,7 +152,9 @@ async fn the_same_incident_twice_changes_nothing_the_second_time() {
             .len(),
         2
     );
-    stack.assert_refused(&user, &original).await;
+    stack
+        .assert_db_refused(Db::Postgres, &user, &original)
+        .await;
     let after_first = [
         state(&stack, &single).await,
         state(&stack, &alternating).await,
@@ -196,17 +202,19 @@ async fn the_same_incident_twice_changes_nothing_the_second_time() {
 
     // The current credentials still work.
     for arn in [&single, &alternating] {
-        let (u, p) = stack.credentials(arn, "AWSCURRENT").await;
-        stack.assert_login(&u, &p).await;
+        stack
+            .assert_stage_logs_in(Db::Postgres, arn, AWSCURRENT)
+            .await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn past_the_hourly_bound_a_secret_is_refused_and_left_as_it_was() {
     let stack = Stack::from_env().await;
-    let (arn, _, _) = stack
-        .pg_user_with_secret_for("cmphourly", Mode::Workflow)
-        .await;
+    let arn = stack
+        .db_user_with_secret(Db::Postgres, "cmphourly", Mode::Workflow)
+        .await
+        .secret_arn;
     // Distinct incidents, each one rotation, until the secret has as many versions as the bound
     // allows in an hour (its first version counts: it was created moments ago).
     let mut incidents = 0;
@@ -222,7 +230,7 @@ async fn past_the_hourly_bound_a_secret_is_refused_and_left_as_it_was() {
         );
     }
     let before = state(&stack, &arn).await;
-    let (user, password) = stack.credentials(&arn, "AWSCURRENT").await;
+    let Credentials { user, password } = stack.credentials(&arn, AWSCURRENT).await;
 
     let event = incident_event(&Stack::unique("INC"), json!({"secretIds": [arn]}));
     match send(&stack, &event).await {
@@ -245,7 +253,7 @@ async fn past_the_hourly_bound_a_secret_is_refused_and_left_as_it_was() {
         before,
         "the refused response changed the secret"
     );
-    stack.assert_login(&user, &password).await;
+    stack.assert_db_login(Db::Postgres, &user, &password).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -305,7 +313,7 @@ async fn a_keyring_hit_by_repeated_incidents_loses_at_most_one_generation_per_in
             Mode::Workflow,
         )
         .await;
-    let mut keys = key_ids(&stack.value(&arn, "AWSCURRENT").await);
+    let mut keys = key_ids(&stack.value(&arn, AWSCURRENT).await);
     assert_eq!(keys.len(), 3);
     // Versions allowed this hour beyond the keyring's first: one incident each.
     let incidents = DEFAULT_MAX_ROTATIONS_PER_HOUR - 1;
@@ -318,7 +326,7 @@ async fn a_keyring_hit_by_repeated_incidents_loses_at_most_one_generation_per_in
                 .await
                 .unwrap_or_else(|e| panic!("round {round} attempt {attempt}: {e}"));
         }
-        let now = key_ids(&stack.value(&arn, "AWSCURRENT").await);
+        let now = key_ids(&stack.value(&arn, AWSCURRENT).await);
         let lost: Vec<&String> = keys.iter().filter(|k| !now.contains(k)).collect();
         assert_eq!(
             lost,
@@ -341,5 +349,5 @@ async fn a_keyring_hit_by_repeated_incidents_loses_at_most_one_generation_per_in
         "{err}"
     );
     assert_eq!(state(&stack, &arn).await, before);
-    assert_eq!(key_ids(&stack.value(&arn, "AWSCURRENT").await), keys);
+    assert_eq!(key_ids(&stack.value(&arn, AWSCURRENT).await), keys);
 }

@@ -9,6 +9,7 @@
 use postgres_protocol::escape::escape_identifier;
 use rotation::providers::database_secret::TlsMode;
 use rotation::providers::mysql;
+use rotation::secrets_manager::AWSCURRENT;
 use rotation::Mode;
 use rotator::driver::RotationRun;
 use secrecy::{ExposeSecret, SecretString};
@@ -16,7 +17,7 @@ use serde_json::{json, Value};
 use test_support::attacker::WriterServer;
 use test_support::catalog::Catalog;
 use test_support::stack::record_value;
-use test_support::{assert_succeeded, Db, Role, Stack};
+use test_support::{assert_succeeded, Credentials, Db, Role, Stack};
 
 /// A user of the test (its name starts with the test's prefix) and its password.
 struct Account {
@@ -312,7 +313,7 @@ async fn ssl_false_in_an_application_secret_never_downgrades_the_master() {
         value["ssl"] = json!(false);
         let run = world.attack(&stack, &value).await;
         assert_succeeded(&run);
-        let (user, password) = stack.credentials(&world.app_arn, "AWSCURRENT").await;
+        let Credentials { user, password } = stack.credentials(&world.app_arn, AWSCURRENT).await;
         assert_eq!(user, format!("{}_clone", world.app.name));
         assert!(plaintext_login(&stack, db, &user, &password).await);
         stack
@@ -384,16 +385,24 @@ async fn a_privileged_alternate_user_is_refused() {
         let world = World::new(&stack, db, false).await;
         let clone = format!("{}_clone", world.app.name);
         let (clone_password, privilege) = match db {
-            Db::Postgres => (stack.create_user(&clone, "CREATEROLE").await, "CREATEROLE"),
+            Db::Postgres => (
+                stack
+                    .create_db_user(Db::Postgres, &clone, Role::Master)
+                    .await,
+                "CREATEROLE",
+            ),
             Db::MariaDb => {
                 let password = stack.create_db_user(db, &clone, Role::App).await;
                 let role = format!("{}_admins", world.prefix);
                 let account = format!("{}@'%'", mysql::quote(&clone, false));
                 stack
-                    .mysql_admin_sql(&format!(
-                        "CREATE ROLE `{role}`; GRANT CREATE USER ON *.* TO `{role}`; \
+                    .db_admin_sql(
+                        Db::MariaDb,
+                        &format!(
+                            "CREATE ROLE `{role}`; GRANT CREATE USER ON *.* TO `{role}`; \
                          GRANT `{role}` TO {account}; SET DEFAULT ROLE `{role}` FOR {account}"
-                    ))
+                        ),
+                    )
                     .await;
                 (password, "CREATE USER")
             }
@@ -481,10 +490,10 @@ async fn a_disabled_role_stays_disabled() {
     let first = world.attack(&stack, &value).await;
     assert_succeeded(&first);
     stack
-        .admin_sql(&format!(
-            "ALTER ROLE {} NOLOGIN",
-            escape_identifier(&world.app.name)
-        ))
+        .db_admin_sql(
+            Db::Postgres,
+            &format!("ALTER ROLE {} NOLOGIN", escape_identifier(&world.app.name)),
+        )
         .await;
     let before = world.catalog(&stack).await;
     let run = stack
@@ -501,6 +510,9 @@ async fn a_disabled_role_stays_disabled() {
     stack
         .assert_db_refused(Db::Postgres, &world.app.name, &world.app.password)
         .await;
-    let (clone, password) = stack.credentials(&world.app_arn, "AWSCURRENT").await;
+    let Credentials {
+        user: clone,
+        password,
+    } = stack.credentials(&world.app_arn, AWSCURRENT).await;
     stack.assert_db_login(Db::Postgres, &clone, &password).await;
 }

@@ -6,10 +6,11 @@
 //! writer knows them. The stack checks STS signatures as AWS does (scripts/rds-recorder.py):
 //! moto alone would accept any secret for a known key id.
 
+use rotation::secrets_manager::{AWSCURRENT, AWSPREVIOUS};
 use rotation::Mode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use test_support::iam::AccessKey;
+use test_support::iam::{AccessKey, IamTestUser, IamUser};
 use test_support::Stack;
 
 fn sorted(keys: &[&AccessKey]) -> Vec<String> {
@@ -41,7 +42,10 @@ async fn refused(stack: &Stack, arn: &str) -> (Option<String>, String) {
 async fn a_writer_naming_another_users_key_gets_no_key_created_or_deleted() {
     let stack = Stack::from_env().await;
     // The victim holds two keys; the writer knows their ids, not their secrets.
-    let (victim, first) = stack.iam_user("iamvictim").await;
+    let IamUser {
+        user: victim,
+        key: first,
+    } = stack.iam_user("iamvictim").await;
     let second = stack.create_access_key(&victim).await;
     let value = Stack::iam_secret(&victim, &forged(&first));
     let arn = stack
@@ -68,7 +72,11 @@ async fn a_writer_naming_another_users_key_gets_no_key_created_or_deleted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_key_on_the_user_is_reported_and_never_deleted() {
     let stack = Stack::from_env().await;
-    let (arn, user, key) = stack
+    let IamTestUser {
+        secret_arn: arn,
+        user,
+        key,
+    } = stack
         .iam_user_with_secret("iamunknown", Mode::SecretsManager)
         .await;
     // An administrator's key on the same user, which no version of the secret records.
@@ -93,13 +101,17 @@ async fn an_unknown_key_on_the_user_is_reported_and_never_deleted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forged_previous_version_gets_no_other_key_deleted() {
     let stack = Stack::from_env().await;
-    let (arn, user, key) = stack
+    let IamTestUser {
+        secret_arn: arn,
+        user,
+        key,
+    } = stack
         .iam_user_with_secret("iamprevious", Mode::SecretsManager)
         .await;
     let admin = stack.create_access_key(&user).await;
     // The writer holds the user's own key (AWSCURRENT) and makes AWSPREVIOUS name the
     // administrator's key: a forged version put as AWSCURRENT, then the honest one again.
-    let honest: Value = stack.value(&arn, "AWSCURRENT").await;
+    let honest: Value = stack.value(&arn, AWSCURRENT).await;
     for value in [Stack::iam_secret(&user, &forged(&admin)), honest] {
         stack
             .secrets
@@ -111,7 +123,7 @@ async fn a_forged_previous_version_gets_no_other_key_deleted() {
             .unwrap();
     }
     assert_eq!(
-        stack.access_key(&arn, "AWSPREVIOUS").await.id,
+        stack.access_key(&arn, AWSPREVIOUS).await.id,
         admin.id,
         "the forged version is AWSPREVIOUS"
     );

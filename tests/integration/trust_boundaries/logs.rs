@@ -11,6 +11,7 @@ use rotation::providers::database::{Database, Who};
 use rotation::providers::database_secret::TlsMode;
 use rotation::providers::mysql::native_password_hash;
 use rotation::providers::postgres::{connect, Postgres};
+use rotation::secrets_manager::AWSPENDING;
 use rotation::Mode;
 use secrecy::ExposeSecret;
 use serde_json::json;
@@ -45,7 +46,7 @@ impl Write for Captured {
 async fn a_rust_log_sub_target_cannot_make_the_driver_log_the_verifier() {
     let stack = Stack::from_env().await;
     let user = Stack::unique("pglogcap");
-    let password = stack.create_user(&user, "").await;
+    let password = stack.create_db_user(Db::Postgres, &user, Role::App).await;
     let new_password = Stack::password();
     let captured = Captured::default();
     let writer = captured.clone();
@@ -71,7 +72,7 @@ async fn a_rust_log_sub_target_cannot_make_the_driver_log_the_verifier() {
     let mut client = connect(
         &stack.tls,
         Duration::from_secs(10),
-        &stack.endpoint(TlsMode::Verified),
+        &stack.db_endpoint(Db::Postgres, TlsMode::Verified),
         &user,
         &password,
         Credential::Current,
@@ -82,7 +83,9 @@ async fn a_rust_log_sub_target_cannot_make_the_driver_log_the_verifier() {
         .await
         .unwrap();
     drop(guard);
-    stack.assert_login(&user, &new_password).await;
+    stack
+        .assert_db_login(Db::Postgres, &user, &new_password)
+        .await;
 
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(text.contains("the capture works"), "{text}");
@@ -126,7 +129,7 @@ async fn a_database_error_echoing_the_password_statement_is_redacted() {
         failure.contains("You have an error in your SQL syntax") && failure.contains("<redacted>"),
         "the server's message stays, the secret goes: {failure}"
     );
-    let (_, pending) = stack.credentials(&arn, "AWSPENDING").await;
+    let pending = stack.credentials(&arn, AWSPENDING).await.password;
     let hash = native_password_hash(&pending);
     let fragments = [
         &hash[1..9],

@@ -7,11 +7,12 @@
 
 use mysql_async::prelude::Queryable;
 use rotation::providers::mysql::{native_password_hash, quote};
+use rotation::secrets_manager::{AWSCURRENT, AWSPENDING};
 use rotation::Mode;
 use secrecy::SecretString;
 use serde_json::json;
 use test_support::mysql_catalog::{account_catalog, account_hosts};
-use test_support::{assert_succeeded, Db, Role, Stack};
+use test_support::{assert_succeeded, Credentials, Db, MasterSecret, Role, Stack};
 
 /// An alternating-users MariaDB secret: the application user, its master (a full secret at the
 /// same endpoint), and the master's credentials (for SQL a DBA would run as the master).
@@ -24,7 +25,11 @@ struct Alternating {
 }
 
 async fn alternating(stack: &Stack) -> Alternating {
-    let (master_arn, master, master_password) = stack.master_secret(Db::MariaDb, false).await;
+    let MasterSecret {
+        arn: master_arn,
+        user: master,
+        password: master_password,
+    } = stack.master_secret(Db::MariaDb, false).await;
     let user = Stack::unique("mygrants");
     let password = stack.create_db_user(Db::MariaDb, &user, Role::App).await;
     let mut value = stack.db_secret(Db::MariaDb, &user, &password);
@@ -87,12 +92,15 @@ async fn the_clone_gets_exactly_the_base_account_and_loses_what_it_loses() {
     // The base account: database grants (Role::App), column grants, a role as its default
     // role, REQUIRE SSL, resource limits, a password lifetime.
     stack
-        .mysql_admin_sql(&format!(
-            "CREATE TABLE `rotation_test`.`{table}` (a INT, b INT); \
+        .db_admin_sql(
+            Db::MariaDb,
+            &format!(
+                "CREATE TABLE `rotation_test`.`{table}` (a INT, b INT); \
              GRANT UPDATE (a), SELECT (b) ON `rotation_test`.`{table}` TO {base}; \
              ALTER USER {base} REQUIRE SSL WITH MAX_QUERIES_PER_HOUR 1000 MAX_USER_CONNECTIONS 20 \
              MAX_STATEMENT_TIME 30 PASSWORD EXPIRE INTERVAL 90 DAY"
-        ))
+            ),
+        )
         .await;
     // The pending user exists already, holding more: a privilege, a role with admin option,
     // and an account on a host the base user has none on.
@@ -114,7 +122,10 @@ async fn the_clone_gets_exactly_the_base_account_and_loses_what_it_loses() {
 
     let driver = stack.driver(Mode::SecretsManager);
     assert_succeeded(&driver.rotate(&setup.arn).await.unwrap());
-    let (current_user, current) = stack.credentials(&setup.arn, "AWSCURRENT").await;
+    let Credentials {
+        user: current_user,
+        password: current,
+    } = stack.credentials(&setup.arn, AWSCURRENT).await;
     assert_eq!(&current_user, clone);
     assert_same_catalog(&stack, user, clone).await;
     let stray = account_catalog(&stack, clone, "10.66.%").await;
@@ -156,7 +167,7 @@ async fn the_clone_gets_exactly_the_base_account_and_loses_what_it_loses() {
     )
     .await;
     assert_succeeded(&driver.rotate(&setup.arn).await.unwrap());
-    let (current_user, _) = stack.credentials(&setup.arn, "AWSCURRENT").await;
+    let current_user = stack.credentials(&setup.arn, AWSCURRENT).await.user;
     assert_eq!(&current_user, user);
     assert_same_catalog(&stack, user, clone).await;
     let base_catalog = account_catalog(&stack, user, "%").await;
@@ -175,10 +186,10 @@ async fn a_locked_account_stays_locked_through_its_clone() {
     let stack = Stack::from_env().await;
     let setup = alternating(&stack).await;
     stack
-        .mysql_admin_sql(&format!(
-            "ALTER USER {} ACCOUNT LOCK",
-            account(&setup.user, "%")
-        ))
+        .db_admin_sql(
+            Db::MariaDb,
+            &format!("ALTER USER {} ACCOUNT LOCK", account(&setup.user, "%")),
+        )
         .await;
     let before = stack.labels(&setup.arn).await;
 
@@ -193,13 +204,16 @@ async fn a_locked_account_stays_locked_through_its_clone() {
         .to_string();
     assert!(failure.contains("locked"), "{failure}");
     assert_eq!(
-        rotator::versions::version_with(&stack.labels(&setup.arn).await, "AWSCURRENT"),
-        rotator::versions::version_with(&before, "AWSCURRENT"),
+        rotator::versions::version_with(&stack.labels(&setup.arn).await, AWSCURRENT),
+        rotator::versions::version_with(&before, AWSCURRENT),
         "AWSCURRENT stays"
     );
     let after = stack.labels(&setup.arn).await;
-    if rotator::versions::version_with(&after, "AWSPENDING").is_some() {
-        let (pending_user, password) = stack.credentials(&setup.arn, "AWSPENDING").await;
+    if rotator::versions::version_with(&after, AWSPENDING).is_some() {
+        let Credentials {
+            user: pending_user,
+            password,
+        } = stack.credentials(&setup.arn, AWSPENDING).await;
         assert_eq!(pending_user, setup.clone);
         stack
             .assert_db_refused(Db::MariaDb, &setup.clone, &password)
@@ -223,7 +237,7 @@ async fn a_server_forcing_a_multibyte_client_charset_is_put_back_on_utf8() {
     // init_connect runs for accounts without CONNECTION ADMIN (the application user), not for
     // the administrator restoring it.
     stack
-        .mysql_admin_sql("SET GLOBAL init_connect = 'SET NAMES gbk'")
+        .db_admin_sql(Db::MariaDb, "SET GLOBAL init_connect = 'SET NAMES gbk'")
         .await;
     let charset = async {
         let mut session = stack.mysql_login(&user, &password).await?;
@@ -235,6 +249,8 @@ async fn a_server_forcing_a_multibyte_client_charset_is_put_back_on_utf8() {
         Ok::<_, rotation::RotationError>(charset)
     }
     .await;
-    stack.mysql_admin_sql("SET GLOBAL init_connect = ''").await;
+    stack
+        .db_admin_sql(Db::MariaDb, "SET GLOBAL init_connect = ''")
+        .await;
     assert_eq!(charset.unwrap().as_deref(), Some("utf8mb4"));
 }

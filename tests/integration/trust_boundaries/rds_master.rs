@@ -6,10 +6,12 @@
 //! request the functions make is recorded by the stack's proxy, so "no ModifyDB* reached RDS"
 //! is checked on the wire.
 
+use rotation::secrets_manager::{AWSCURRENT, AWSPENDING};
 use rotation::Mode;
 use rotation::Step;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
+use test_support::rds::RdsResource;
 use test_support::{Db, Role, Stack};
 
 /// The tag that binds a DB resource to the one secret allowed to reset its master password.
@@ -42,12 +44,12 @@ async fn a_writer_naming_another_instance_cannot_reset_its_master_password() {
     let stack = Stack::from_env().await;
     // The writer's own database and the victim's, each with its master user.
     let own_master = Stack::unique("pgownm");
-    let (_, _) = stack.rds_instance("postgres", &own_master).await;
+    let RdsResource { .. } = stack.rds_instance("postgres", &own_master).await;
     let own_password = stack
         .create_db_user(Db::Postgres, &own_master, Role::Master)
         .await;
     let victim_master = Stack::unique("pgvictimm");
-    let (victim, _) = stack.rds_instance("postgres", &victim_master).await;
+    let victim = stack.rds_instance("postgres", &victim_master).await.id;
     let victim_password = stack
         .create_db_user(Db::Postgres, &victim_master, Role::Master)
         .await;
@@ -94,7 +96,7 @@ async fn a_writer_naming_another_instance_cannot_reset_its_master_password() {
 async fn the_current_master_password_proves_a_cluster_and_it_is_rotated() {
     let stack = Stack::from_env().await;
     let master = Stack::unique("mycm");
-    let (cluster, _) = stack.rds_cluster("aurora-mysql", &master).await;
+    let cluster = stack.rds_cluster("aurora-mysql", &master).await.id;
     let original = stack
         .create_db_user(Db::MariaDb, &master, Role::Master)
         .await;
@@ -107,7 +109,7 @@ async fn the_current_master_password_proves_a_cluster_and_it_is_rotated() {
         .await;
     let (token, error) = create_and_set(&stack, &arn).await;
     assert_eq!(error, None);
-    let (_, pending) = stack.credentials(&arn, "AWSPENDING").await;
+    let pending = stack.credentials(&arn, AWSPENDING).await.password;
     let calls = stack.rds_requests_for("ModifyDBCluster", &cluster);
     assert_eq!(calls.len(), 1, "exactly one ModifyDBCluster");
     assert_eq!(calls[0]["MasterUserPassword"], pending.expose_secret());
@@ -128,7 +130,10 @@ async fn the_current_master_password_proves_a_cluster_and_it_is_rotated() {
 async fn a_lost_master_password_is_reset_only_for_the_secret_the_tag_names() {
     let stack = Stack::from_env().await;
     let master = Stack::unique("pglostm");
-    let (instance, instance_arn) = stack.rds_instance("postgres", &master).await;
+    let RdsResource {
+        id: instance,
+        arn: instance_arn,
+    } = stack.rds_instance("postgres", &master).await;
     let real = stack
         .create_db_user(Db::Postgres, &master, Role::Master)
         .await;
@@ -175,7 +180,7 @@ async fn a_lost_master_password_is_reset_only_for_the_secret_the_tag_names() {
         "{:?}",
         report.warnings
     );
-    let (_, pending) = stack.credentials(&arn, "AWSPENDING").await;
+    let pending = stack.credentials(&arn, AWSPENDING).await.password;
     let calls = stack.rds_requests_for("ModifyDBInstance", &instance);
     assert_eq!(calls.len(), 1, "exactly one ModifyDBInstance");
     assert_eq!(calls[0]["MasterUserPassword"], pending.expose_secret());
@@ -186,7 +191,7 @@ async fn a_lost_master_password_is_reset_only_for_the_secret_the_tag_names() {
         .run_steps(&[Step::Test, Step::Finish], &arn, &token, None)
         .await;
     assert!(rest.iter().all(|r| r.result.is_ok()), "{rest:?}");
-    let (_, current) = stack.credentials(&arn, "AWSCURRENT").await;
+    let current = stack.credentials(&arn, AWSCURRENT).await.password;
     assert_eq!(current.expose_secret(), pending.expose_secret());
     stack.assert_db_login(Db::Postgres, &master, &current).await;
     stack.assert_db_refused(Db::Postgres, &master, &real).await;

@@ -11,9 +11,9 @@ use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use aho_corasick::AhoCorasick;
-use test_support::stack::secrets_in;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
+use test_support::stack::secrets_in;
 
 /// Shorter secrets would match by chance; the suite's secrets are all far longer.
 const MIN_LEN: usize = 12;
