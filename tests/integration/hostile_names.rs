@@ -218,7 +218,7 @@ async fn refused_over_the_limit(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_hostile_names_rotate_or_are_refused_and_change_nothing_else() {
-    let stack = Stack::from_env().await;
+    let stack = Stack::exclusive().await;
     single_user_with_hostile_names(&stack, Db::Postgres).await;
     alternating_with_hostile_names(&stack, Db::Postgres).await;
 
@@ -247,7 +247,7 @@ async fn postgres_hostile_names_rotate_or_are_refused_and_change_nothing_else() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_hostile_names_rotate_or_are_refused_and_change_nothing_else() {
-    let stack = Stack::from_env().await;
+    let stack = Stack::exclusive().await;
     single_user_with_hostile_names(&stack, Db::MariaDb).await;
     alternating_with_hostile_names(&stack, Db::MariaDb).await;
 

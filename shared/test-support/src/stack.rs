@@ -123,11 +123,36 @@ pub struct Stack {
     pub rds_record: PathBuf,
     /// TLS trusting the stack's test CA (what the functions get through ROTATION_DB_CA_FILE).
     pub tls: Arc<ClientConfig>,
+    /// This test's hold on the stack: shared by every ordinary test, whole for a test that
+    /// compares the databases' entire catalogs before and after (see [`Stack::exclusive`]).
+    _hold: Arc<Hold>,
+}
+
+/// The integration tests are one binary whose tests run in parallel; a test that diffs a whole
+/// server's catalog must not see the users another test creates meanwhile.
+static STACK_USE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// A guard on [`STACK_USE`], held for as long as a test keeps its [`Stack`].
+enum Hold {
+    Shared(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'static, ()>),
+    Whole(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'static, ()>),
 }
 
 impl Stack {
-    /// Reads the stack's variables; panics with a hint when the stack is not running.
+    /// Reads the stack's variables; panics with a hint when the stack is not running. The test
+    /// shares the stack with the tests running beside it.
     pub async fn from_env() -> Self {
+        Self::with_hold(Hold::Shared(STACK_USE.read().await)).await
+    }
+
+    /// [`Stack::from_env`] for a test that needs the servers to itself: it waits until the tests
+    /// running now are done, and no other test starts until it drops its `Stack`. For tests that
+    /// compare a whole catalog before and after.
+    pub async fn exclusive() -> Self {
+        Self::with_hold(Hold::Whole(STACK_USE.write().await)).await
+    }
+
+    async fn with_hold(hold: Hold) -> Self {
         let aws = aws_config::load_from_env().await;
         let ca = PathBuf::from(env("ROTATION_DB_CA_FILE"));
         for admin in [
@@ -158,6 +183,7 @@ impl Stack {
             rds: aws_sdk_rds::Client::new(&aws),
             rds_record: PathBuf::from(env("ROTATION_RDS_RECORD")),
             aws,
+            _hold: Arc::new(hold),
         }
     }
 
