@@ -25,12 +25,12 @@ use std::time::SystemTime;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use rotation_json::{Fields, MakeError};
 use secrecy::{ExposeSecret, ExposeSecretMut, SecretBox, SecretString};
 use serde_json::{Map, Value};
 
 use crate::ciphertext;
 use crate::error::{KeyringError, Result};
-use crate::json::{self, Fields};
 use crate::key::{Key, KeyId, KeyState, KEY_LEN};
 use crate::retention::Retention;
 
@@ -76,38 +76,31 @@ pub struct Rotated {
 impl Keyring {
     /// Parses and validates a keyring's JSON. Errors name the field, never a value.
     pub fn parse(text: &str) -> Result<Self> {
-        Self::from_object(json::object(text)?)
+        Self::from_object(rotation_json::parse_object(
+            text,
+            "the keyring",
+            KeyringError::Invalid,
+        )?)
     }
 
     /// Parses and validates a keyring from a JSON object.
     pub fn from_object(mut fields: Map<String, Value>) -> Result<Self> {
-        let top = Fields {
-            map: &fields,
-            path: String::new(),
-        };
-        if top.string("provider")? != PROVIDER {
+        let top = Fields::new(&fields, KeyringError::Invalid);
+        if top.required_str("provider")? != PROVIDER {
             return Err(top.error("provider", format!("expected \"{PROVIDER}\"")));
         }
         let retention = Retention::new(
             top.optional_u32("retentionRotations")?,
             top.optional_f64("retentionHours")?,
         )?;
-        let entries = match top.required("keys")? {
-            Value::Array(entries) => entries,
-            other => {
-                return Err(top.error(
-                    "keys",
-                    format!("expected an array, got {}", json::type_name(other)),
-                ))
-            }
-        };
+        let entries = top.required_array("keys")?;
         if entries.len() > MAX_KEYS {
             return Err(top.error("keys", format!("holds more than {MAX_KEYS} keys")));
         }
         let mut keys = entries
             .iter()
             .enumerate()
-            .map(|(i, entry)| parse_key(i, entry).map(Arc::new))
+            .map(|(i, entry)| parse_key(&top, i, entry).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
         keys.sort_by_key(|k| std::cmp::Reverse(k.id.generation()));
         if let Some(pair) = keys
@@ -364,31 +357,27 @@ impl Keyring {
     }
 }
 
-fn parse_key(index: usize, entry: &Value) -> Result<Key> {
-    let Value::Object(map) = entry else {
-        return Err(KeyringError::Invalid(format!(
-            "field `keys[{index}]`: expected an object, got {}",
-            json::type_name(entry)
-        )));
-    };
-    let fields = Fields {
-        map,
-        path: format!("keys[{index}]."),
-    };
+/// The key at `keys[index]` of the keyring `top` reads.
+fn parse_key(
+    top: &Fields<'_, impl MakeError<Error = KeyringError> + Clone>,
+    index: usize,
+    entry: &Value,
+) -> Result<Key> {
+    let fields = top.nested(&format!("keys[{index}]"), entry)?;
     fields.only(&KEY_FIELDS)?;
     let id: KeyId = fields
-        .string("id")?
+        .required_str("id")?
         .parse()
         .map_err(|e| fields.error("id", e))?;
-    let created = crate::time::parse(fields.string("created")?).ok_or_else(|| {
+    let created = crate::time::parse(fields.required_str("created")?).ok_or_else(|| {
         fields.error(
             "created",
             "expected an RFC 3339 time, e.g. 2025-01-31T10:00:00Z",
         )
     })?;
-    let state = KeyState::parse(fields.string("state")?)
+    let state = KeyState::parse(fields.required_str("state")?)
         .ok_or_else(|| fields.error("state", "expected \"active\" or \"decrypt-only\""))?;
-    let material = decode_material(fields.string("material")?).ok_or_else(|| {
+    let material = decode_material(fields.required_str("material")?).ok_or_else(|| {
         fields.error(
             "material",
             format!("expected the base64 of {KEY_LEN} bytes"),

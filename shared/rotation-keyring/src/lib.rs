@@ -4,7 +4,6 @@ pub mod aws_error;
 pub mod ciphertext;
 pub mod client;
 pub mod error;
-mod json;
 pub mod key;
 pub mod keyring;
 pub mod retention;

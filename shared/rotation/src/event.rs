@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use rotation_json::Fields;
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -103,32 +104,12 @@ pub struct RotationEvent {
 impl RotationEvent {
     /// Parses an event, naming the field that is missing or of the wrong type.
     pub fn from_value(value: &Value) -> Result<Self> {
-        let object = value.as_object().ok_or_else(|| {
-            RotationError::InvalidEvent(format!(
-                "expected a JSON object, got {}",
-                json_type_name(value)
-            ))
-        })?;
-        let text = |field: &str| -> Result<Option<&str>> {
-            match object.get(field) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.as_str())),
-                Some(other) => Err(RotationError::InvalidEvent(format!(
-                    "field `{field}`: expected a string, got {}",
-                    json_type_name(other)
-                ))),
-            }
-        };
-        let required = |field: &str| -> Result<&str> {
-            match text(field)? {
-                Some(s) if !s.trim().is_empty() => Ok(s),
-                Some(_) => Err(RotationError::InvalidEvent(format!(
-                    "field `{field}` is empty"
-                ))),
-                None => Err(RotationError::InvalidEvent(format!(
-                    "field `{field}` is missing"
-                ))),
-            }
+        let fields = Fields::of(value, RotationError::InvalidEvent)?;
+        let text = |field: &str| fields.maybe_empty_str(field);
+        // An id of only blanks is as empty as no id.
+        let required = |field: &str| match fields.required_str(field)? {
+            blank if blank.trim().is_empty() => Err(fields.empty(field)),
+            id => Ok(id),
         };
         let step = required("Step")?.parse()?;
         let secret_id = required("SecretId")?.to_owned();
@@ -185,18 +166,6 @@ impl RotationEvent {
             }
         }
         value
-    }
-}
-
-/// A short name of a JSON value's type, for error messages that must not show the value.
-pub fn json_type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -274,6 +243,10 @@ mod tests {
             (
                 json!({"Step": "setSecret", "SecretId": "s", "ClientRequestToken": ""}),
                 "`ClientRequestToken` is empty",
+            ),
+            (
+                json!({"Step": "setSecret", "SecretId": " ", "ClientRequestToken": "t"}),
+                "`SecretId` is empty",
             ),
             (
                 json!({"Step": "setSecret", "SecretId": "s", "ClientRequestToken": "t", "RotationToken": 1}),

@@ -19,11 +19,11 @@
 
 use std::collections::BTreeMap;
 
+use rotation_json::Fields;
 use serde_json::Value;
 
 use super::error::CompromiseError;
 use super::incident::Incident;
-use crate::event::json_type_name;
 
 /// The EventBridge `source` of compromise events.
 pub const SOURCE: &str = "secret-rotation.incident";
@@ -44,68 +44,33 @@ pub struct CompromiseRequest {
 impl CompromiseRequest {
     /// Parses an EventBridge event (or its bare `detail`), naming the field that is wrong.
     pub fn from_value(value: &Value) -> Result<Self, CompromiseError> {
-        let bad = |message: String| CompromiseError::Request(message);
-        let detail = match value.get("detail") {
-            Some(detail) => detail,
-            None => value,
-        };
-        let object = detail.as_object().ok_or_else(|| {
-            bad(format!(
-                "field `detail`: expected a JSON object, got {}",
-                json_type_name(detail)
-            ))
-        })?;
-        let secret_ids = match object.get("secretIds") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| match item.as_str().map(str::trim) {
-                    Some(id) if !id.is_empty() => Ok(id.to_owned()),
-                    _ => Err(bad(format!(
-                        "field `detail.secretIds[{i}]`: expected a non-empty string, got {}",
-                        json_type_name(item)
-                    ))),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(other) => {
-                return Err(bad(format!(
-                    "field `detail.secretIds`: expected an array of ARNs, got {}",
-                    json_type_name(other)
-                )))
-            }
-        };
-        let tags = match object.get("tags") {
-            None | Some(Value::Null) => BTreeMap::new(),
-            Some(Value::Object(map)) => map
-                .iter()
-                .map(|(key, value)| match value.as_str() {
-                    Some(v) if !key.is_empty() => Ok((key.clone(), v.to_owned())),
-                    _ => Err(bad(format!(
-                        "field `detail.tags.{key}`: expected a string tag value and a non-empty key, got {}",
-                        json_type_name(value)
-                    ))),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(other) => {
-                return Err(bad(format!(
-                    "field `detail.tags`: expected an object of tag keys to values, got {}",
-                    json_type_name(other)
-                )))
-            }
-        };
-        let incident = match object.get("incident") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(Incident::parse(s)?.as_str().to_owned()),
-            Some(other) => {
-                return Err(bad(format!(
-                    "field `detail.incident`: expected a string, got {}",
-                    json_type_name(other)
-                )))
-            }
+        let detail = value.get("detail").unwrap_or(value);
+        let detail = Fields::named("detail", detail, CompromiseError::Request)?;
+        let secret_ids = detail
+            .optional_str_array("secretIds")?
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| match id.trim() {
+                "" => Err(detail.empty(&format!("secretIds[{i}]"))),
+                id => Ok(id.to_owned()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let tags = detail
+            .optional_str_map("tags")?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| match key {
+                "" => Err(detail.error("tags", "a tag key is empty")),
+                key => Ok((key.to_owned(), value.to_owned())),
+            })
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        let incident = match detail.maybe_empty_str("incident")? {
+            None => None,
+            Some(s) => Some(Incident::parse(s)?.as_str().to_owned()),
         };
         if secret_ids.is_empty() && tags.is_empty() {
-            return Err(bad(
+            return Err(CompromiseError::Request(
                 "name the compromised secrets in `detail.secretIds` or `detail.tags`".to_owned(),
             ));
         }
@@ -141,6 +106,14 @@ mod tests {
             (json!({"detail": {}}), "`detail.secretIds` or `detail.tags`"),
             (json!({"secretIds": "arn:a"}), "`detail.secretIds`"),
             (json!({"secretIds": ["a", 3]}), "`detail.secretIds[1]`"),
+            (
+                json!({"secretIds": ["a", " "]}),
+                "`detail.secretIds[1]` is empty",
+            ),
+            (
+                json!({"tags": {"": "x"}}),
+                "`detail.tags`: a tag key is empty",
+            ),
             (json!({"tags": {"team": 1}}), "`detail.tags.team`"),
             (json!({"tags": ["team"]}), "`detail.tags`"),
             (

@@ -9,9 +9,9 @@ use std::fmt;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
+use super::secret_fields;
 use crate::config::{Config, ENV_DB_HOST_OVERRIDES};
-use crate::error::{Result, RotationError};
-use crate::event::json_type_name;
+use crate::error::Result;
 
 /// Internal key listing the fields RDS discovery ([`super::rds`]) added, so that the next
 /// version of the secret carries only what the user wrote (a NUL-prefixed key no secret uses).
@@ -155,94 +155,6 @@ impl fmt::Debug for DatabaseSecret {
     }
 }
 
-/// Reads typed fields out of a secret object, naming the secret version and field on error.
-pub struct FieldReader<'a> {
-    fields: &'a Map<String, Value>,
-    secret: &'a str,
-    version: &'a str,
-}
-
-impl<'a> FieldReader<'a> {
-    /// A reader over `fields` of `version` of `secret`.
-    pub fn new(fields: &'a Map<String, Value>, secret: &'a str, version: &'a str) -> Self {
-        FieldReader {
-            fields,
-            secret,
-            version,
-        }
-    }
-
-    /// An error about `field`.
-    pub fn error(&self, field: &str, problem: impl fmt::Display) -> RotationError {
-        RotationError::invalid_secret(
-            self.secret,
-            self.version,
-            format!("field `{field}`: {problem}"),
-        )
-    }
-
-    /// An error saying `field` is missing or empty (`state`).
-    fn absent(&self, field: &str, state: &str) -> RotationError {
-        RotationError::invalid_secret(
-            self.secret,
-            self.version,
-            format!("field `{field}` is {state}"),
-        )
-    }
-
-    /// An optional non-empty string field.
-    pub fn optional_str(&self, field: &str) -> Result<Option<&'a str>> {
-        match self.fields.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Err(self.absent(field, "empty")),
-            Some(Value::String(s)) => Ok(Some(s.as_str())),
-            Some(other) => Err(self.error(
-                field,
-                format!("expected a string, got {}", json_type_name(other)),
-            )),
-        }
-    }
-
-    /// A required non-empty string field.
-    pub fn required_str(&self, field: &str) -> Result<&'a str> {
-        self.optional_str(field)?
-            .ok_or_else(|| self.absent(field, "missing"))
-    }
-
-    /// A port: a number or a string of digits, 1 to 65535.
-    pub fn optional_port(&self, field: &str) -> Result<Option<u16>> {
-        let bad = || self.error(field, "expected a port number from 1 to 65535");
-        match self.fields.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .and_then(|p| u16::try_from(p).ok())
-                .filter(|p| *p > 0)
-                .map(Some)
-                .ok_or_else(bad),
-            Some(Value::String(s)) => s
-                .trim()
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .map(Some)
-                .ok_or_else(bad),
-            Some(_) => Err(bad()),
-        }
-    }
-
-    /// A boolean: true/false or the strings "true"/"false".
-    pub fn optional_bool(&self, field: &str) -> Result<Option<bool>> {
-        match self.fields.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            Some(_) => Err(self.error(field, "expected true or false")),
-        }
-    }
-}
-
 impl DatabaseSecret {
     /// Parses a database secret; `default_port` is the engine's port when `port` is absent.
     pub fn parse(
@@ -251,7 +163,7 @@ impl DatabaseSecret {
         version: &str,
         default_port: u16,
     ) -> Result<Self> {
-        let reader = FieldReader::new(&fields, secret, version);
+        let reader = secret_fields(&fields, secret, version);
         let engine = reader.required_str("engine")?.to_owned();
         let host = reader.required_str("host")?.to_owned();
         let username = reader.required_str("username")?.to_owned();
@@ -370,7 +282,7 @@ impl fmt::Debug for MasterSecret {
 impl MasterSecret {
     /// Parses a master secret.
     pub fn parse(fields: &Map<String, Value>, secret: &str) -> Result<Self> {
-        let reader = FieldReader::new(fields, secret, "master secret AWSCURRENT");
+        let reader = secret_fields(fields, secret, "master secret AWSCURRENT");
         Ok(MasterSecret {
             username: reader.required_str("username")?.to_owned(),
             password: SecretString::from(reader.required_str("password")?.to_owned()),

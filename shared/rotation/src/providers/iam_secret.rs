@@ -15,7 +15,7 @@ use std::fmt;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
-use super::database_secret::FieldReader;
+use super::{secret_fields, SecretFields};
 use crate::error::Result;
 
 /// Provider name in the secret's `provider` field, reports and logs.
@@ -53,7 +53,7 @@ impl fmt::Debug for IamSecret {
 
 /// The one spelling of a field the secret uses: PascalCase or camelCase, not both.
 fn spelled<'a>(
-    reader: &FieldReader<'a>,
+    reader: &SecretFields<'a>,
     pascal: &'static str,
     camel: &'static str,
 ) -> Result<(&'static str, &'a str)> {
@@ -71,7 +71,7 @@ fn spelled<'a>(
 impl IamSecret {
     /// Parses an IAM access key secret.
     pub fn parse(fields: Map<String, Value>, secret: &str, version: &str) -> Result<Self> {
-        let reader = FieldReader::new(&fields, secret, version);
+        let reader = secret_fields(&fields, secret, version);
         let (user_field, user_name) = spelled(&reader, "UserName", "userName")?;
         let valid_user = user_name.len() <= MAX_USER_NAME_LEN
             && user_name

@@ -17,6 +17,7 @@ pub mod rds_master;
 
 use std::sync::{Arc, Mutex};
 
+use rotation_json::{Fields, MakeError};
 use rustls::ClientConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
@@ -24,7 +25,6 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use crate::error::DbFailure;
 use crate::error::{Result, RotationError};
-use crate::event::json_type_name;
 use crate::report::Outcome;
 use crate::secrets_manager::{SecretMetadata, SecretsManager, AWSCURRENT, AWSPENDING};
 
@@ -86,21 +86,8 @@ pub struct ProviderResult<T> {
 impl ProviderKind {
     /// Chooses the provider from a secret's JSON (`engine`, or `provider` for non-database secrets).
     pub fn of(fields: &Map<String, Value>, secret: &str, version: &str) -> Result<Self> {
-        let field = |name: &str| -> Result<Option<&str>> {
-            match fields.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.as_str())),
-                Some(other) => Err(RotationError::invalid_secret(
-                    secret,
-                    version,
-                    format!(
-                        "field `{name}`: expected a string, got {}",
-                        json_type_name(other)
-                    ),
-                )),
-            }
-        };
-        if let Some(provider) = field("provider")? {
+        let fields = secret_fields(fields, secret, version);
+        if let Some(provider) = fields.maybe_empty_str("provider")? {
             return match provider {
                 "postgres" => Ok(ProviderKind::Postgres),
                 "mysql" => Ok(ProviderKind::MySql),
@@ -117,7 +104,7 @@ impl ProviderKind {
                 )),
             };
         }
-        match field("engine")? {
+        match fields.maybe_empty_str("engine")? {
             Some("postgres" | "aurora-postgresql") => Ok(ProviderKind::Postgres),
             Some("mysql" | "aurora-mysql" | "mariadb") => Ok(ProviderKind::MySql),
             Some(other) => Err(RotationError::invalid_secret(
@@ -175,26 +162,40 @@ pub fn parse_object(
     secret: &str,
     version: &str,
 ) -> Result<Map<String, Value>> {
-    match serde_json::from_str::<Value>(value.expose_secret()) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(RotationError::invalid_secret(
-            secret,
-            version,
-            format!(
-                "the secret must be a JSON object, got {}",
-                json_type_name(&other)
-            ),
-        )),
-        Err(e) => Err(RotationError::invalid_secret(
-            secret,
-            version,
-            format!(
-                "the secret is not valid JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
-        )),
+    rotation_json::parse_object(value.expose_secret(), "the secret", |problem| {
+        InvalidSecret { secret, version }.make(problem)
+    })
+}
+
+/// Builds the errors of a secret version's fields: [`RotationError::InvalidSecret`] naming the
+/// secret and the version.
+#[derive(Debug, Clone, Copy)]
+pub struct InvalidSecret<'a> {
+    /// The secret's ARN or name.
+    pub secret: &'a str,
+    /// The version (`AWSCURRENT`, `master secret AWSCURRENT`, ...).
+    pub version: &'a str,
+}
+
+impl MakeError for InvalidSecret<'_> {
+    type Error = RotationError;
+
+    fn make(&self, problem: String) -> RotationError {
+        RotationError::invalid_secret(self.secret, self.version, problem)
     }
+}
+
+/// Typed access to the fields of a secret version's JSON.
+pub type SecretFields<'a> = Fields<'a, InvalidSecret<'a>>;
+
+/// The fields of `version` of `secret`: an error names the version and the field, never a
+/// value.
+pub fn secret_fields<'a>(
+    fields: &'a Map<String, Value>,
+    secret: &'a str,
+    version: &'a str,
+) -> SecretFields<'a> {
+    Fields::new(fields, InvalidSecret { secret, version })
 }
 
 /// createSecret: the provider builds the new secret value from the current one.

@@ -9,7 +9,7 @@ use aws_sdk_rds::error::{ProvideErrorMetadata, SdkError};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
-use super::database_secret::{DatabaseSecret, FieldReader, DISCOVERED};
+use super::database_secret::{DatabaseSecret, DISCOVERED};
 use super::StepContext;
 use crate::error::{Result, RotationError};
 
@@ -146,7 +146,7 @@ pub async fn with_discovered_endpoint(
     mut fields: Map<String, Value>,
     version: &str,
 ) -> Result<Map<String, Value>> {
-    let reader = FieldReader::new(&fields, &ctx.secret.arn, version);
+    let reader = super::secret_fields(&fields, &ctx.secret.arn, version);
     if reader.optional_str("host")?.is_some() {
         return Ok(fields);
     }
