@@ -11,21 +11,16 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 started=$(date +%s)
-if ! scripts/stack.sh running 2>/dev/null; then
-  trap 'scripts/stack.sh down' EXIT
-fi
-scripts/stack.sh up
-# shellcheck disable=SC1090
-source <(scripts/stack.sh env)
-functions=(rotate create-secret set-secret test-secret finish-secret compromise)
+mapfile -t functions < <(scripts/workspace.py functions)
 packages=()
 for f in "${functions[@]}"; do packages+=(-p "$f"); done
-# The host's release binaries, which the bench starts itself, and the bench, in one cargo
-# invocation (cargo unifies dependency features over its packages: built separately, the
-# functions and the bench would each compile the dependencies once more).
+# The host's release binaries of the functions (the bench starts them itself) and the bench,
+# in one cargo invocation: cargo unifies dependency features over its packages, and built
+# separately the functions and the bench would each compile the dependencies once more.
+# Built before the stack starts, which needs none of them.
 cargo build --release --quiet --bins "${packages[@]}" -p bench
 if [ -z "${BENCH_SKIP_ARTIFACTS:-}" ]; then
   scripts/build-artifacts.sh
 fi
-target/release/bench --cargo-lambda "$root/.venv/bin/cargo-lambda" "$@"
+scripts/stack.sh run -- target/release/bench --cargo-lambda "$root/.venv/bin/cargo-lambda" "$@"
 echo "benchmark wall time: $(( $(date +%s) - started )) s"

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Installs what the local stack needs, idempotently: a project-local Python venv with moto's
-# server and cargo-lambda (from PyPI), PostgreSQL and MariaDB servers from Debian's packages
-# when none is installed, and openssl. With --test-tools (scripts/test.sh) also cargo-fuzz and
-# cargo-deny, which only the tests use. Every step is skipped when its result is already there.
+# Installs what the local stack needs, idempotently: a project-local Python venv (.venv) with
+# moto's server (scripts/requirements-stack.txt) and cargo-lambda
+# (scripts/requirements-cargo-lambda.txt), PostgreSQL and MariaDB servers from Debian's packages
+# when none is installed, and openssl. With --test-tools (scripts/test.sh,
+# scripts/build-artifacts.sh) also what only the tests and the arm64 build use:
+# scripts/requirements-test.txt (cfn-lint, checkov, zig), cargo-fuzz and cargo-deny. Every step
+# is skipped when its result is already there (a requirements file is installed again only when
+# it changed since its last install).
 #
 #   scripts/setup.sh               what the local stack and the main job need
 #   scripts/setup.sh --test-tools  that, and the tools of the test suite
@@ -51,15 +55,28 @@ if $test_tools; then
   done
 fi
 
-stamp="$venv/.requirements.sha256"
-want=$(sha256sum "$root/scripts/requirements.txt" | cut -d' ' -f1)
 if [ ! -x "$venv/bin/python" ]; then
   log "creating the project venv at .venv"
   python3 -m venv "$venv"
 fi
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  log "installing Python tools into .venv (moto server, cargo-lambda)"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements.txt"
+
+# pip_install FILE [PIP OPTION...]: installs scripts/FILE into the venv, unless the stamp left by
+# the last install of that file says it has not changed since.
+pip_install() {
+  local file="$root/scripts/$1" stamp="$venv/.installed-$1" want
+  shift
+  want=$(sha256sum "$file" | cut -d' ' -f1)
+  [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+  log "installing scripts/$(basename "$file") into .venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "$@" -r "$file"
   echo "$want" > "$stamp"
+}
+pip_install requirements-stack.txt
+# cargo-lambda's one Python dependency is zig, which only its cross-compiling build uses: the
+# stack runs `cargo lambda watch` on this machine's binaries, and the arm64 build's zig comes
+# with the test tools.
+pip_install requirements-cargo-lambda.txt --no-deps
+if $test_tools; then
+  pip_install requirements-test.txt
 fi
-log "ready: $("$venv/bin/moto_server" --version 2>/dev/null | head -1 || true) cargo-lambda $("$venv/bin/cargo-lambda" lambda --version 2>/dev/null | awk '{print $2}')"
+log "ready: $("$venv/bin/python" -c 'import importlib.metadata as m; print("moto", m.version("moto"), "cargo-lambda", m.version("cargo-lambda"))')"

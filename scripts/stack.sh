@@ -3,10 +3,13 @@
 # (its own data directory and port, TLS with a test CA, scram-sha-256 for every login, statement
 # log on) and `cargo lambda watch` serving this workspace's functions.
 #
-#   scripts/stack.sh up      start what is not running (a fresh stack when nothing runs)
-#   scripts/stack.sh down    stop everything it started
-#   scripts/stack.sh status  say what runs
-#   scripts/stack.sh env     print the exports that point a shell at the stack
+#   scripts/stack.sh up              start what is not running (a fresh stack when nothing runs)
+#   scripts/stack.sh down            stop everything it started
+#   scripts/stack.sh status          say what runs
+#   scripts/stack.sh running         exit 0 when everything runs
+#   scripts/stack.sh env             print the exports that point a shell at the stack
+#   scripts/stack.sh run -- CMD...   run CMD against the stack: `up` unless it runs, CMD with
+#                                    the exports of `env`, then `down` if this run started it
 #
 # Also a private MariaDB server (its own data directory and port, TLS with the same test CA,
 # general log on).
@@ -16,6 +19,7 @@
 # The functions publish rotation outcomes to the EventBridge bus ROTATION_EVENT_BUS_NAME
 # (rotation-local) that the stack creates in moto; set it empty to leave events off.
 set -euo pipefail
+caller_dir=$PWD
 root=$(cd "$(dirname "$0")/.." && pwd)
 stack_dir=${ROTATION_STACK_DIR:-/tmp/secret-rotation-stack-$(printf %s "$root" | sha256sum | cut -c1-10)}
 moto_port=${ROTATION_MOTO_PORT:-45001}
@@ -192,7 +196,6 @@ start_moto() {
   echo $! > "$stack_dir/rds-recorder.pid"
   wait_for "the RDS recorder" "$rds_port"
   log "moto server on 127.0.0.1:$moto_port (RDS calls recorded and STS signatures checked through 127.0.0.1:$rds_port)"
-  log "moto server on 127.0.0.1:$moto_port"
   if [ -n "$event_bus" ]; then
     "$venv/bin/python" - "$moto_port" "$event_bus" <<'PY'
 import sys, boto3
@@ -205,13 +208,40 @@ PY
   fi
 }
 
+# The functions compile while the servers start: on a first `up` the build takes longest.
+# `cargo build --bin F...` without -p selects the default members, as the `cargo run --bin F`
+# of `cargo lambda watch` does, so both resolve the same features and the watch finds the
+# binaries fresh (with -p, cargo would resolve other features and the watch would rebuild).
+# Only the functions' binaries are built: the watch serves nothing else.
+build_pid=
+start_build() {
+  local names name bins=()
+  names=$("$root/scripts/workspace.py" functions)
+  for name in $names; do bins+=(--bin "$name"); done
+  log "building the functions (${names//$'\n'/ }; cargo's output in $stack_dir/build.log)"
+  (cd "$root" && exec cargo build "${bins[@]}") >"$stack_dir/build.log" 2>&1 < /dev/null &
+  build_pid=$!
+}
+
+finish_build() {
+  [ -n "$build_pid" ] || return 0
+  local pid=$build_pid
+  build_pid=
+  kill -0 "$pid" 2>/dev/null && log "waiting for the build of the functions"
+  if ! wait "$pid"; then
+    cat "$stack_dir/build.log" >&2
+    log "the functions did not build"
+    exit 1
+  fi
+  log "functions built"
+}
+
 # The functions exclude no character a password may hold (§ is in no character class, and
 # cargo lambda refuses an empty value), so every run exercises quoting of ' " \ : / @.
 start_lambda() {
   if pid_alive "$stack_dir/lambda.pid"; then log "cargo lambda watch already runs on 127.0.0.1:$lambda_port"; return; fi
   port_open "$lambda_port" && { log "port $lambda_port is taken by another process (set ROTATION_LAMBDA_PORT)"; exit 1; }
-  log "building the functions"
-  (cd "$root" && cargo build --quiet --bins)
+  finish_build
   # shellcheck disable=SC1091
   . "$stack_dir/env"
   cd "$root"
@@ -241,36 +271,60 @@ start_lambda() {
 }
 
 stop_pid() {
-  local file=$1
-  if pid_alive "$file"; then
-    kill -TERM -- "-$(cat "$file")" 2>/dev/null || kill -TERM "$(cat "$file")" 2>/dev/null || true
-    for _ in $(seq 50); do pid_alive "$file" || break; sleep 0.1; done
-    pid_alive "$file" && kill -KILL -- "-$(cat "$file")" 2>/dev/null || true
+  local file=$1 pid
+  # Read once: a server (MariaDB) removes its own pid file as it stops.
+  pid=$(cat "$file" 2>/dev/null) || pid=
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null || true
   fi
   rm -f "$file"
 }
 
+running() {
+  pg_running && mysql_running && pid_alive "$stack_dir/moto.pid" && pid_alive "$stack_dir/lambda.pid"
+}
+
+up() {
+  if ! pg_running && ! mysql_running && ! pid_alive "$stack_dir/moto.pid" && ! pid_alive "$stack_dir/lambda.pid"; then
+    rm -rf "$stack_dir"
+  fi
+  mkdir -p "$stack_dir"
+  pid_alive "$stack_dir/lambda.pid" || start_build
+  "$root/scripts/setup.sh"
+  [ -f "$stack_dir/tls/ca.pem" ] || make_tls
+  start_postgres
+  start_mysql
+  write_env
+  start_moto
+  start_lambda
+}
+
+down() {
+  stop_pid "$stack_dir/lambda.pid"
+  stop_pid "$stack_dir/moto.pid"
+  stop_pid "$stack_dir/rds-recorder.pid"
+  if pg_running; then as_pg "$(pg_bin)/pg_ctl" -D "$stack_dir/pg/data" -m immediate -w stop >/dev/null; fi
+  stop_pid "$stack_dir/mysql/mariadb.pid"
+  log "stopped (logs stay in $stack_dir)"
+}
+
+# On any exit: no build left running in the background, and, after `run` started the stack,
+# the stack stopped.
+stop_on_exit=false
+on_exit() {
+  if [ -n "$build_pid" ]; then kill "$build_pid" 2>/dev/null || true; fi
+  if $stop_on_exit; then down; fi
+}
+trap on_exit EXIT
+
 case "${1:-}" in
   up)
-    "$root/scripts/setup.sh"
-    if ! pg_running && ! mysql_running && ! pid_alive "$stack_dir/moto.pid" && ! pid_alive "$stack_dir/lambda.pid"; then
-      rm -rf "$stack_dir"
-      mkdir -p "$stack_dir"
-      make_tls
-    fi
-    start_postgres
-    start_mysql
-    write_env
-    start_moto
-    start_lambda
+    up
     ;;
   down)
-    stop_pid "$stack_dir/lambda.pid"
-    stop_pid "$stack_dir/moto.pid"
-    stop_pid "$stack_dir/rds-recorder.pid"
-    if pg_running; then as_pg "$(pg_bin)/pg_ctl" -D "$stack_dir/pg/data" -m immediate -w stop >/dev/null; fi
-    stop_pid "$stack_dir/mysql/mariadb.pid"
-    log "stopped (logs stay in $stack_dir)"
+    down
     ;;
   status)
     pg_running && echo "postgres: running on 127.0.0.1:$pg_port" || echo "postgres: stopped"
@@ -279,13 +333,24 @@ case "${1:-}" in
     pid_alive "$stack_dir/lambda.pid" && echo "cargo lambda watch: running on 127.0.0.1:$lambda_port" || echo "cargo lambda watch: stopped"
     ;;
   running)
-    pg_running && mysql_running && pid_alive "$stack_dir/moto.pid" && pid_alive "$stack_dir/lambda.pid"
+    running
     ;;
   env)
     cat "$stack_dir/env"
     ;;
+  run)
+    shift
+    if [ "${1:-}" = "--" ]; then shift; fi
+    if [ "$#" -eq 0 ]; then echo "usage: $0 run -- COMMAND [ARG...]" >&2; exit 2; fi
+    running || stop_on_exit=true
+    up
+    # shellcheck disable=SC1091
+    . "$stack_dir/env"
+    cd "$caller_dir"
+    "$@"
+    ;;
   *)
-    echo "usage: $0 up|down|status|running|env" >&2
+    echo "usage: $0 up|down|status|running|env|run -- COMMAND [ARG...]" >&2
     exit 2
     ;;
 esac

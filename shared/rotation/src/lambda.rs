@@ -1,6 +1,6 @@
 //! The Lambda glue every function binary shares: logging set-up, event parsing, one log line
 //! per step, one metrics line per step ([`crate::metrics`]), the rotation's outcome published
-//! to EventBridge when a bus is configured ([`crate::events`]), and errors that name the step.
+//! to EventBridge when a bus is configured ([`crate::publisher`]), and errors that name the step.
 
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;

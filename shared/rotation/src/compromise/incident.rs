@@ -2,7 +2,7 @@
 //!
 //! - The incident's id is checked (it goes into a tag value and into version ids).
 //! - Each rotation an incident asks of a secret has a version id derived from the secret, the
-//!   incident and the rotation's number ([`token`]). A repeated or retried event therefore
+//!   incident and the rotation's number ([`Incident::token`]). A repeated or retried event therefore
 //!   finds the rotations it already made (finished: skipped; in progress: resumed) instead of
 //!   starting new ones, and RotateSecret and StartExecution treat a repeated token as the same
 //!   request.

@@ -395,7 +395,8 @@ impl Runner {
         self.wait_with(secret, token, || async {}).await
     }
 
-    /// [`Runner::wait`] awaiting `before_poll` before each DescribeSecret (a caller's rate
+    /// Waits until no rotation is in progress and, when `token` is given, until it is
+    /// AWSCURRENT, awaiting `before_poll` before each DescribeSecret (a caller's rate
     /// limiter). A version of `token` that loses AWSPENDING without becoming AWSCURRENT is a
     /// failed rotation.
     pub async fn wait_with<F, Fut>(
