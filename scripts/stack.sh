@@ -14,18 +14,19 @@
 # Also a private MariaDB server (its own data directory and port, TLS with the same test CA,
 # general log on).
 #
-# Ports: ROTATION_MOTO_PORT (45001), ROTATION_PG_PORT (45432), ROTATION_MYSQL_PORT (43306),
-# ROTATION_LAMBDA_PORT (49001).
+# Ports: ROTATION_MOTO_PORT (25001), ROTATION_PG_PORT (25432), ROTATION_MYSQL_PORT (23306),
+# ROTATION_LAMBDA_PORT (29001): below 32768, outside Linux's ephemeral port range, so that no
+# outgoing connection holds one of them when the stack binds it.
 # The functions publish rotation outcomes to the EventBridge bus ROTATION_EVENT_BUS_NAME
 # (rotation-local) that the stack creates in moto; set it empty to leave events off.
 set -euo pipefail
 caller_dir=$PWD
 root=$(cd "$(dirname "$0")/.." && pwd)
 stack_dir=${ROTATION_STACK_DIR:-/tmp/secret-rotation-stack-$(printf %s "$root" | sha256sum | cut -c1-10)}
-moto_port=${ROTATION_MOTO_PORT:-45001}
-pg_port=${ROTATION_PG_PORT:-45432}
-lambda_port=${ROTATION_LAMBDA_PORT:-49001}
-mysql_port=${ROTATION_MYSQL_PORT:-43306}
+moto_port=${ROTATION_MOTO_PORT:-25001}
+pg_port=${ROTATION_PG_PORT:-25432}
+lambda_port=${ROTATION_LAMBDA_PORT:-29001}
+mysql_port=${ROTATION_MYSQL_PORT:-23306}
 rds_port=${ROTATION_RDS_RECORDER_PORT:-$((moto_port + 1))}
 log_level=${ROTATION_FUNCTION_LOG_LEVEL:-debug}
 event_bus=${ROTATION_EVENT_BUS_NAME-rotation-local}

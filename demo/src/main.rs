@@ -202,7 +202,7 @@ async fn seed(stack: &Stack) -> Result<(), String> {
         println!("run, in order:");
         for step in rotation::Step::ALL {
             println!(
-                "  cargo lambda invoke {} --data-file {} -A 127.0.0.1 -P 49001",
+                "  cargo lambda invoke {} --data-file {} -A 127.0.0.1 -P 29001",
                 rotation::Caller::of(sample.mode, step).function_name(),
                 sample.event_file(step)
             );

@@ -62,7 +62,7 @@ enum Command {
         #[arg(
             long,
             env = "ROTATION_LAMBDA_ENDPOINT",
-            default_value = "http://127.0.0.1:49001"
+            default_value = "http://127.0.0.1:29001"
         )]
         lambda_endpoint: String,
         /// Invoke `rotate` for every step, or one function per step.
@@ -202,7 +202,7 @@ async fn rotate(
         (Some(endpoint), _) => Some(endpoint.clone()),
         (None, true) => Some(
             std::env::var("ROTATION_LAMBDA_ENDPOINT")
-                .unwrap_or_else(|_| "http://127.0.0.1:49001".to_owned()),
+                .unwrap_or_else(|_| "http://127.0.0.1:29001".to_owned()),
         ),
         (None, false) => None,
     };

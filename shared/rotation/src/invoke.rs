@@ -51,7 +51,7 @@ pub struct LambdaInvoker {
 }
 
 impl LambdaInvoker {
-    /// A client for `endpoint` (e.g. `http://127.0.0.1:49001`); one invocation may take `timeout`.
+    /// A client for `endpoint` (e.g. `http://127.0.0.1:29001`); one invocation may take `timeout`.
     pub fn new(endpoint: &str, timeout: Duration) -> Result<Self, InvokeError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
