@@ -11,6 +11,7 @@ use rustls::ClientConfig;
 
 use crate::concurrent::{self, Decision};
 use crate::config::Config;
+use crate::deadline::Deadline;
 use crate::error::{Result, RotationError};
 use crate::event::{RotationEvent, Step};
 use crate::mode::{Caller, Mode};
@@ -64,7 +65,7 @@ impl Engine {
             publisher: config
                 .event_bus
                 .clone()
-                .map(|bus| EventPublisher::new(&aws, bus)),
+                .map(|bus| EventPublisher::new(&aws, bus, config.publish_timeout)),
             aws,
             config,
             tls,
@@ -84,6 +85,18 @@ impl Engine {
         &self,
         event: &RotationEvent,
         caller: Caller,
+        facts: &mut StepFacts,
+    ) -> Result<StepReport> {
+        self.run_until(event, caller, Deadline::NONE, facts).await
+    }
+
+    /// [`Engine::run_with_facts`] within the invocation's `deadline`: the step's waits end
+    /// before it (see [`crate::deadline`]).
+    pub async fn run_until(
+        &self,
+        event: &RotationEvent,
+        caller: Caller,
+        deadline: Deadline,
         facts: &mut StepFacts,
     ) -> Result<StepReport> {
         if let Caller::Step(expected) = caller {
@@ -119,6 +132,7 @@ impl Engine {
             tls: &self.tls,
             secret: &metadata,
             warnings: Mutex::new(Vec::new()),
+            deadline,
         };
         report.outcome = match check_token(&metadata, event)? {
             TokenState::AlreadyCurrent => {

@@ -634,7 +634,11 @@ pub async fn test<D: Database>(
     warn_if_plaintext(ctx, &pending);
     let endpoint = ctx.config.endpoint_for(Endpoint::of(&pending));
     let as_pending = who(Credential::Pending, &pending.username, &endpoint);
-    let mut session = D::connect(ctx, &endpoint, &as_pending, &pending.password).await?;
+    let mut session = if pending.strategy == Strategy::RdsMaster {
+        login_after_rds_applies::<D>(ctx, &endpoint, &as_pending, &pending.password).await?
+    } else {
+        D::connect(ctx, &endpoint, &as_pending, &pending.password).await?
+    };
     bounded(
         ctx,
         &as_pending,
@@ -647,6 +651,47 @@ pub async fn test<D: Database>(
         strategy: pending.strategy.as_str(),
         value: (),
     })
+}
+
+/// testSecret's login of an `rds-master` secret: RDS applies a new master password
+/// asynchronously, and setSecret waited for it, but a database can refuse the new password for
+/// a moment after RDS reports it applied. A refused login is retried (1 s, doubling to 5 s)
+/// until `ROTATION_RDS_WAIT_SECONDS` or the invocation's deadline (less the reserve for
+/// reporting) would pass; any other failure, or a refusal then, fails the step.
+async fn login_after_rds_applies<D: Database>(
+    ctx: &StepContext<'_>,
+    endpoint: &Endpoint,
+    as_pending: &Who,
+    password: &SecretString,
+) -> Result<D::Session> {
+    let started = std::time::Instant::now();
+    let end = ctx.wait_end(ctx.config.rds_wait);
+    let mut pause = std::time::Duration::from_secs(1);
+    let mut attempts = 1u32;
+    loop {
+        match D::connect(ctx, endpoint, as_pending, password).await {
+            Ok(session) => {
+                if attempts > 1 {
+                    tracing::info!(
+                        attempts,
+                        waited_ms = started.elapsed().as_millis(),
+                        "the new master password logs in"
+                    );
+                }
+                return Ok(session);
+            }
+            Err(e)
+                if e.is_authentication_failure()
+                    && std::time::Instant::now() + pause + ctx.config.db_connect_timeout <= end =>
+            {
+                tracing::debug!(attempts, "the new master password is refused yet: retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]
