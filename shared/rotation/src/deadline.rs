@@ -28,6 +28,25 @@ impl Deadline {
         Deadline { at: Some(at) }
     }
 
+    /// The deadline of an invocation from the runtime API's `deadline_ms`, or none when it is
+    /// not in the future: Lambda never starts an invocation with no time left, so such a value
+    /// is no deadline (`cargo lambda watch`, the local stack's Lambda, sends one), and the
+    /// step's waits keep their own limits.
+    pub fn of_invocation(deadline_ms: u64) -> Self {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        if deadline_ms <= now_ms {
+            tracing::debug!(
+                deadline_ms,
+                now_ms,
+                "the invocation's deadline is not in the future: no deadline"
+            );
+            return Deadline::NONE;
+        }
+        Deadline::from_epoch_millis(deadline_ms)
+    }
+
     /// A deadline `left` from now.
     pub fn after(left: Duration) -> Self {
         Deadline {
@@ -111,5 +130,7 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(Deadline::NONE.remaining(), None);
+        assert_eq!(Deadline::of_invocation(0), Deadline::NONE);
+        assert!(Deadline::of_invocation(in_a_minute).remaining().is_some());
     }
 }

@@ -39,7 +39,7 @@ pub async fn serve(caller: Caller) -> Result<(), Error> {
     })?;
     let engine = &engine;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let deadline = Deadline::from_epoch_millis(event.context.deadline);
+        let deadline = Deadline::of_invocation(event.context.deadline);
         handle_until(engine, caller, &event.payload, deadline).await
     }))
     .await

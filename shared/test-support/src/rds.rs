@@ -99,6 +99,43 @@ impl Stack {
             .collect()
     }
 
+    /// Makes the RDS recorder take `seconds` to apply the next master password change of the
+    /// instance or cluster `id` (its default is the stack's `ROTATION_RDS_APPLY_SECONDS`):
+    /// until then DescribeDB* shows it in PendingModifiedValues, as RDS does.
+    pub fn rds_apply_seconds(&self, id: &str, seconds: u64) {
+        use std::io::{Read, Write};
+        let endpoint = std::env::var("ROTATION_RDS_ENDPOINT").expect("ROTATION_RDS_ENDPOINT");
+        let address = endpoint.trim_start_matches("http://").trim_end_matches('/');
+        let body = serde_json::json!({"id": id, "seconds": seconds}).to_string();
+        let mut stream = std::net::TcpStream::connect(address).expect("the RDS recorder");
+        write!(
+            stream,
+            "POST /_recorder/apply-seconds HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("writing to the RDS recorder");
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .expect("reading the RDS recorder's answer");
+        assert!(
+            answer.starts_with("HTTP/1.0 204") || answer.starts_with("HTTP/1.1 204"),
+            "{answer}"
+        );
+    }
+
+    /// When the RDS recorder applied master password changes to the instance or cluster `id`
+    /// (seconds since the Unix epoch, in order).
+    pub fn rds_applied_at(&self, id: &str) -> Vec<f64> {
+        std::fs::read_to_string(&self.rds_record)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["Event"] == "applied" && v["id"] == id)
+            .filter_map(|v| v["at"].as_f64())
+            .collect()
+    }
+
     /// Plays RDS's part after ModifyDB* (moto has no database): sets `user`'s password on the
     /// local server of `db`, sent as a verifier or hash, never in cleartext.
     pub async fn apply_master_password(&self, db: Db, user: &str, password: &SecretString) {

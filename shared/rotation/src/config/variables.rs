@@ -347,7 +347,7 @@ pub const PUBLISH_TIMEOUT: Variable = Variable {
 /// rotation whose AWSPENDING version is this old instead of refusing it as in progress.
 pub const WORKFLOW_RESUME_AFTER: Variable = Variable {
     name: "ROTATION_WORKFLOW_RESUME_AFTER_SECONDS",
-    values: seconds(1800, 1, 86400),
+    values: seconds(3600, 1, 86400),
     meaning: "workflow mode: a pending rotation this old belongs to a run that ended (the state machine's `TimeoutSeconds`), so the next run resumes it",
 };
 /// The CloudWatch namespace of the metrics the functions log in Embedded Metric Format.

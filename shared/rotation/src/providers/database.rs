@@ -92,6 +92,15 @@ pub trait Database {
         password: &SecretString,
     ) -> Result<Self::Session>;
 
+    /// Whether changing this session's own password keeps the current one valid (MySQL's dual
+    /// passwords, `RETAIN CURRENT PASSWORD`). Then the current password logs in after
+    /// setSecret too, and a retried setSecret must not change it again: a second change would
+    /// make the pending password the retained one as well and drop the current password before
+    /// finishSecret.
+    fn keeps_current_password(_session: &Self::Session) -> bool {
+        false
+    }
+
     /// Logged in as `who`, changes its own password.
     async fn set_own_password(
         session: &mut Self::Session,
@@ -501,7 +510,14 @@ async fn set_single_user<D: Database>(
     let as_current = who(Credential::Current, &current.username, &endpoint);
     let (mut session, who) = match D::connect(ctx, &endpoint, &as_current, &current.password).await
     {
-        Ok(session) => (session, as_current),
+        Ok(session) => {
+            if pending_checked_first(true, D::keeps_current_password(&session))
+                && pending_logs_in::<D>(ctx, pending).await?
+            {
+                return Ok(Outcome::AlreadyDone);
+            }
+            (session, as_current)
+        }
         Err(e) if e.is_authentication_failure() => {
             if pending_logs_in::<D>(ctx, pending).await? {
                 return Ok(Outcome::AlreadyDone);
@@ -518,6 +534,15 @@ async fn set_single_user<D: Database>(
     )
     .await?;
     Ok(Outcome::Done)
+}
+
+/// Whether a single user's setSecret tries the pending password before it changes anything:
+/// when the current password is refused (the change was made: a retry), and also when it logs
+/// in but a change keeps it valid (MySQL's dual passwords: a retry logs in with it, so only the
+/// pending login tells that the change was made). Otherwise a first setSecret tries no password
+/// the server refuses.
+fn pending_checked_first(current_logs_in: bool, keeps_current: bool) -> bool {
+    !current_logs_in || keeps_current
 }
 
 /// Logs in with AWSPREVIOUS after the current password was refused with `current_error`.
@@ -735,6 +760,20 @@ mod tests {
                 (provider, strategy, rotations)
             );
         }
+    }
+
+    #[test]
+    fn a_retried_dual_password_set_secret_checks_the_pending_password_before_changing_it() {
+        // MySQL dual passwords: after `RETAIN CURRENT PASSWORD` the current password still logs
+        // in, so a retry must find the pending one working and change nothing (a second ALTER
+        // would retain the pending password and drop the current one).
+        assert!(pending_checked_first(true, true));
+        // Single-phase servers (PostgreSQL, MariaDB): the current password logging in means no
+        // change was made yet; the pending one is not tried (the server would log a refusal).
+        assert!(!pending_checked_first(true, false));
+        // The current password refused: a change was made, the pending one is tried.
+        assert!(pending_checked_first(false, false));
+        assert!(pending_checked_first(false, true));
     }
 
     #[test]
