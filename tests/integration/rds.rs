@@ -349,8 +349,8 @@ async fn a_change_rds_applies_late_fails_set_secret_with_a_timeout_and_a_retry_w
     let stack = Stack::from_env().await;
     let driver = stack.driver(Mode::SecretsManager);
     let (arn, id, master, original) = rds_master_secret(&stack, "pglate").await;
-    // Longer than the stack's ROTATION_RDS_WAIT_SECONDS (10).
-    stack.rds_apply_seconds(&id, 16);
+    // Longer than the stack's ROTATION_RDS_WAIT_SECONDS (10), shorter than two waits.
+    stack.rds_apply_seconds(&id, 12);
     let (token, _) = driver.next_token(&arn).await.unwrap();
     let created = driver.step(Step::Create, &arn, &token, None).await;
     assert!(created.result.is_ok(), "{created:?}");

@@ -21,6 +21,18 @@ pub struct StepFailure {
     message: String,
 }
 
+impl StepFailure {
+    /// The `errorType`: the kind of failure.
+    pub fn kind(&self) -> &str {
+        self.kind
+    }
+
+    /// The `errorMessage`: the step, the secret and why.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
 impl From<StepFailure> for Diagnostic {
     fn from(failure: StepFailure) -> Self {
         Diagnostic {
