@@ -346,20 +346,20 @@ async fn resumable(ctx: &StepContext<'_>, pending: &str) -> Result<bool> {
     Ok(true)
 }
 
-/// When the pending version `pending` was created, if it holds a value.
+/// When the pending version `pending` was created, if it holds a value (one GetSecretValue).
 async fn pending_created(ctx: &StepContext<'_>, pending: &str) -> Result<Option<SystemTime>> {
     let sm = ctx.secrets_manager;
+    let arn = &ctx.secret.arn;
     if sm
-        .get_value(&ctx.secret.arn, Some(pending), AWSPENDING)
+        .get_value(arn, Some(pending), AWSPENDING)
         .await?
         .is_none()
     {
         return Ok(None);
     }
-    let (_, created) = sm
-        .get_dated_value(&ctx.secret.arn, pending, AWSPENDING)
-        .await?;
-    Ok(created)
+    Ok(sm
+        .created_date(arn, AWSPENDING)
+        .and_then(|d| SystemTime::try_from(d).ok()))
 }
 
 /// After createSecret's put: goes on only if this rotation holds AWSPENDING and took it from no
