@@ -15,7 +15,10 @@ IAM requests are forwarded, and the secret access key of each key CreateAccessKe
 kept in memory. STS requests signed with an IAM user's key are checked as AWS checks them before
 they are forwarded: InvalidClientTokenId for a key IAM does not list or lists as Inactive,
 SignatureDoesNotMatch when the Signature Version 4 signature was not made with the key's secret.
-The stack's own credentials, which are no IAM user's key, are forwarded unchecked.
+The stack's own credentials, which are no IAM user's key, are forwarded unchecked. After
+`POST /_recorder/iam-propagation` with `{"user": NAME, "seconds": N}`, a key CreateAccessKey
+returns for that user is refused as InvalidClientTokenId for N seconds, as AWS refuses a new
+key until it has propagated.
 
 RDS applying a master password: AWS applies ModifyDBInstance / ModifyDBCluster's
 MasterUserPassword asynchronously ("between the time of the request and the completion of the
@@ -96,7 +99,10 @@ def expected_signature(secret, method, path, headers, body, auth):
     return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 
-KEYS = {}  # access key id -> (user name, secret access key), from CreateAccessKey answers
+KEYS = {}  # access key id -> (user name, secret access key, created), from CreateAccessKey answers
+# IAM's eventual consistency: a new key of these users is refused as InvalidClientTokenId for
+# this many seconds after CreateAccessKey (POST /_recorder/iam-propagation {"user", "seconds"}).
+PROPAGATION_SECONDS = {}
 KEYS_LOCK = threading.Lock()
 MOTO_IAM = boto3.client(
     "iam",
@@ -115,7 +121,9 @@ def remember_created_key(reply):
     }
     if all(fields.values()):
         with KEYS_LOCK:
-            KEYS[fields["AccessKeyId"][1]] = (fields["UserName"][1], fields["SecretAccessKey"][1])
+            user = fields["UserName"][1]
+            ready_at = time.time() + PROPAGATION_SECONDS.get(user, 0)
+            KEYS[fields["AccessKeyId"][1]] = (user, fields["SecretAccessKey"][1], ready_at)
 
 
 def iam_key(key_id):
@@ -124,7 +132,9 @@ def iam_key(key_id):
         known = KEYS.get(key_id)
     if known is None:
         return None
-    user, secret = known
+    user, secret, ready_at = known
+    if time.time() < ready_at:
+        return None
     try:
         listed = MOTO_IAM.list_access_keys(UserName=user)["AccessKeyMetadata"]
     except MOTO_IAM.exceptions.NoSuchEntityException:
@@ -268,6 +278,13 @@ def service_of(headers):
 class Recorder(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/_recorder/iam-propagation":
+            order = json.loads(body)
+            with KEYS_LOCK:
+                PROPAGATION_SECONDS[order["user"]] = float(order["seconds"])
+            self.send_response(204)
+            self.end_headers()
+            return
         if self.path == "/_recorder/apply-seconds":
             order = json.loads(body)
             with RDS_LOCK:
