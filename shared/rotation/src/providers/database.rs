@@ -678,10 +678,14 @@ pub async fn test<D: Database>(
     })
 }
 
+/// What a refused login takes: no retry of testSecret's login starts later than this before
+/// the end of its wait.
+const LOGIN_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// testSecret's login of an `rds-master` secret: RDS applies a new master password
 /// asynchronously, and setSecret waited for it, but a database can refuse the new password for
-/// a moment after RDS reports it applied. A refused login is retried (1 s, doubling to 5 s)
-/// until `ROTATION_RDS_WAIT_SECONDS` or the invocation's deadline (less the reserve for
+/// a moment after RDS reports it applied. A refused login is retried (1 s, doubling to 5 s,
+/// the last pause cut short) until `ROTATION_RDS_WAIT_SECONDS` or the invocation's deadline (less the reserve for
 /// reporting) would pass; any other failure, or a refusal then, fails the step.
 async fn login_after_rds_applies<D: Database>(
     ctx: &StepContext<'_>,
@@ -707,10 +711,12 @@ async fn login_after_rds_applies<D: Database>(
             }
             Err(e)
                 if e.is_authentication_failure()
-                    && std::time::Instant::now() + pause + ctx.config.db_connect_timeout <= end =>
+                    && end.saturating_duration_since(std::time::Instant::now())
+                        > LOGIN_ALLOWANCE =>
             {
+                let left = end.saturating_duration_since(std::time::Instant::now());
                 tracing::debug!(attempts, "the new master password is refused yet: retrying");
-                tokio::time::sleep(pause).await;
+                tokio::time::sleep(pause.min(left - LOGIN_ALLOWANCE)).await;
                 pause = (pause * 2).min(std::time::Duration::from_secs(5));
                 attempts += 1;
             }

@@ -307,8 +307,8 @@ pub async fn set_master_password(
 
 /// The longest pause between two DescribeDB* calls while waiting.
 const POLL_MAX: Duration = Duration::from_secs(5);
-/// What one DescribeDB* call may take at the end of a wait; no pause starts later than this
-/// before the wait's end.
+/// What one DescribeDB* call may take at the end of a wait: no pause lasts past this much
+/// before the wait's end, and no poll starts later.
 const POLL_ALLOWANCE: Duration = Duration::from_secs(2);
 
 /// Waits until RDS reports the master password applied ([`Discovered::master_password_applied`]),
@@ -338,8 +338,8 @@ pub async fn wait_until_applied(ctx: &StepContext<'_>, target: MasterTarget<'_>)
                 return Ok(());
             }
         }
-        let now = Instant::now();
-        if seen.is_none() || now + pause + POLL_ALLOWANCE > end {
+        let left = end.saturating_duration_since(Instant::now());
+        if seen.is_none() || left <= POLL_ALLOWANCE {
             let state = match &seen {
                 None => "RDS did not answer DescribeDB* in time".to_owned(),
                 Some(seen) => format!(
@@ -365,7 +365,7 @@ pub async fn wait_until_applied(ctx: &StepContext<'_>, target: MasterTarget<'_>)
                 ),
             });
         }
-        tokio::time::sleep(pause).await;
+        tokio::time::sleep(pause.min(left - POLL_ALLOWANCE)).await;
         pause = (pause * 2).min(POLL_MAX);
     }
 }
