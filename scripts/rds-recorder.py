@@ -15,10 +15,34 @@ IAM requests are forwarded, and the secret access key of each key CreateAccessKe
 kept in memory. STS requests signed with an IAM user's key are checked as AWS checks them before
 they are forwarded: InvalidClientTokenId for a key IAM does not list or lists as Inactive,
 SignatureDoesNotMatch when the Signature Version 4 signature was not made with the key's secret.
-The stack's own credentials, which are no IAM user's key, are forwarded unchecked.
+The stack's own credentials, which are no IAM user's key, are forwarded unchecked. After
+`POST /_recorder/iam-propagation` with `{"user": NAME, "seconds": N}`, a key CreateAccessKey
+returns for that user is refused as InvalidClientTokenId for N seconds, as AWS refuses a new
+key until it has propagated.
+
+RDS applying a master password: AWS applies ModifyDBInstance / ModifyDBCluster's
+MasterUserPassword asynchronously ("between the time of the request and the completion of the
+request, the MasterUserPassword element exists in the PendingModifiedValues element"), and the
+status stays `available` for a moment before it reads `resetting-master-credentials`; moto
+applies it at once and has no database behind it. So after such a call this proxy answers
+DescribeDBInstances / DescribeDBClusters for that resource with MasterUserPassword in
+PendingModifiedValues for RDS_APPLY_SECONDS (status `available` for the first third, then
+`resetting-master-credentials`), then sets the password on the local server that stands in for
+the resource (PostgreSQL or MariaDB, by its engine; as a SCRAM verifier or a native hash, never
+in cleartext) and answers as moto does. `POST /_recorder/apply-seconds` with
+`{"id": ID, "seconds": N}` sets the delay of the next change of one resource (a test's own).
+Each applied change is appended to the record file as {"Event": "applied", "id": ID, "at": T}.
+The environment names the local servers: RDS_APPLY_SECONDS, PSQL, PG_SOCKET_DIR, PG_PORT,
+PG_PASSWORD_FILE, MARIADB, MARIADB_PORT, MARIADB_PASSWORD_FILE.
 
 Usage: python rds-recorder.py LISTEN_PORT MOTO_URL RECORD_FILE
 """
+
+import base64
+import os
+import secrets
+import subprocess
+import time
 
 import hashlib
 import hmac
@@ -75,7 +99,10 @@ def expected_signature(secret, method, path, headers, body, auth):
     return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 
-KEYS = {}  # access key id -> (user name, secret access key), from CreateAccessKey answers
+KEYS = {}  # access key id -> (user name, secret access key, created), from CreateAccessKey answers
+# IAM's eventual consistency: a new key of these users is refused as InvalidClientTokenId for
+# this many seconds after CreateAccessKey (POST /_recorder/iam-propagation {"user", "seconds"}).
+PROPAGATION_SECONDS = {}
 KEYS_LOCK = threading.Lock()
 MOTO_IAM = boto3.client(
     "iam",
@@ -94,7 +121,9 @@ def remember_created_key(reply):
     }
     if all(fields.values()):
         with KEYS_LOCK:
-            KEYS[fields["AccessKeyId"][1]] = (fields["UserName"][1], fields["SecretAccessKey"][1])
+            user = fields["UserName"][1]
+            ready_at = time.time() + PROPAGATION_SECONDS.get(user, 0)
+            KEYS[fields["AccessKeyId"][1]] = (user, fields["SecretAccessKey"][1], ready_at)
 
 
 def iam_key(key_id):
@@ -103,7 +132,9 @@ def iam_key(key_id):
         known = KEYS.get(key_id)
     if known is None:
         return None
-    user, secret = known
+    user, secret, ready_at = known
+    if time.time() < ready_at:
+        return None
     try:
         listed = MOTO_IAM.list_access_keys(UserName=user)["AccessKeyMetadata"]
     except MOTO_IAM.exceptions.NoSuchEntityException:
@@ -130,6 +161,115 @@ def sts_refusal(method, path, headers, body):
     return None
 
 
+APPLY_SECONDS = float(os.environ.get("RDS_APPLY_SECONDS", "3"))
+PENDING = {}  # (kind, id) -> (time the change is applied, its delay)
+NEXT_DELAY = {}  # id -> seconds, for the next change of that resource
+RDS_LOCK = threading.Lock()
+MOTO_RDS = boto3.client(
+    "rds",
+    endpoint_url=MOTO_URL,
+    region_name="us-east-1",
+    aws_access_key_id="testing",
+    aws_secret_access_key="testing",
+)
+
+
+def record(entry):
+    with open(RECORD_FILE, "a", encoding="utf-8") as out:
+        out.write(json.dumps(entry) + "\n")
+
+
+def scram_verifier(password):
+    """PostgreSQL's SCRAM-SHA-256 verifier of `password` (as libpq's PQencryptPasswordConn)."""
+    salt, iterations = secrets.token_bytes(16), 4096
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    b64 = lambda b: base64.b64encode(b).decode()
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def apply_on_local_server(kind, ident, password):
+    """Sets the master password of the resource on the local server standing in for it."""
+    if kind == "instance":
+        found = MOTO_RDS.describe_db_instances(DBInstanceIdentifier=ident)["DBInstances"][0]
+    else:
+        found = MOTO_RDS.describe_db_clusters(DBClusterIdentifier=ident)["DBClusters"][0]
+    engine, user = found["Engine"], found["MasterUsername"]
+    if "postgres" in engine:
+        ident_sql = '"' + user.replace('"', '""') + '"'
+        literal = "'" + scram_verifier(password).replace("'", "''") + "'"
+        with open(os.environ["PG_PASSWORD_FILE"], encoding="utf-8") as f:
+            admin = f.read().strip()
+        subprocess.run(
+            [os.environ["PSQL"], "-q", "-h", os.environ["PG_SOCKET_DIR"], "-p", os.environ["PG_PORT"],
+             "-U", "rotation_admin", "-d", "postgres", "-c", f"ALTER ROLE {ident_sql} PASSWORD {literal}"],
+            env={**os.environ, "PGPASSWORD": admin}, check=True, capture_output=True,
+        )
+    else:
+        digest = hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()
+        account = "'" + user.replace("\\", "\\\\").replace("'", "\\'") + "'@'%'"
+        with open(os.environ["MARIADB_PASSWORD_FILE"], encoding="utf-8") as f:
+            admin = f.read().strip()
+        subprocess.run(
+            [os.environ["MARIADB"], "--no-defaults", "-h", "127.0.0.1", "-P", os.environ["MARIADB_PORT"],
+             "-u", "rotation_admin", "-e", f"ALTER USER {account} IDENTIFIED BY PASSWORD '*{digest}'"],
+            env={**os.environ, "MYSQL_PWD": admin}, check=True, capture_output=True,
+        )
+
+
+def start_change(kind, ident, password):
+    """A master password change RDS has accepted: pending now, applied after the delay."""
+    with RDS_LOCK:
+        delay = NEXT_DELAY.pop(ident, APPLY_SECONDS)
+        PENDING[(kind, ident)] = (time.time() + delay, delay)
+
+    def apply():
+        try:
+            apply_on_local_server(kind, ident, password)
+        except Exception as error:  # noqa: BLE001 - reported in the recorder's log
+            print(f"applying the master password of {kind} {ident} failed: {error}", file=sys.stderr, flush=True)
+        with RDS_LOCK:
+            PENDING.pop((kind, ident), None)
+        record({"Event": "applied", "id": ident, "at": time.time()})
+
+    timer = threading.Timer(delay, apply)
+    timer.daemon = True
+    timer.start()
+
+
+def with_pending_changes(reply, kind):
+    """moto's DescribeDB* answer, with the changes still pending shown as RDS shows them."""
+    with RDS_LOCK:
+        pending = {ident: at for (k, ident), at in PENDING.items() if k == kind}
+    if not pending:
+        return reply
+    element, id_tag, status_tag = (
+        ("DBInstance", "DBInstanceIdentifier", "DBInstanceStatus")
+        if kind == "instance"
+        else ("DBCluster", "DBClusterIdentifier", "Status")
+    )
+
+    def rewrite(match):
+        block = match.group(0)
+        found = re.search(f"<{id_tag}>([^<]*)</{id_tag}>", block)
+        if not found or found[1] not in pending:
+            return block
+        applied_at, delay = pending[found[1]]
+        left = max(applied_at - time.time(), 0)
+        status = "available" if left > delay * 2 / 3 else "resetting-master-credentials"
+        block = re.sub(f"<{status_tag}>[^<]*</{status_tag}>", f"<{status_tag}>{status}</{status_tag}>", block, count=1)
+        block = re.sub(r"<PendingModifiedValues\s*/>|<PendingModifiedValues>.*?</PendingModifiedValues>", "", block, flags=re.S)
+        return block.replace(
+            f"</{element}>",
+            "<PendingModifiedValues><MasterUserPassword>****</MasterUserPassword></PendingModifiedValues>"
+            f"</{element}>",
+        )
+
+    return re.sub(f"<{element}>.*?</{element}>", rewrite, reply, flags=re.S)
+
+
 def service_of(headers):
     auth = AUTHORIZATION.match(headers.get("Authorization") or "")
     return auth["service"] if auth else None
@@ -138,6 +278,20 @@ def service_of(headers):
 class Recorder(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/_recorder/iam-propagation":
+            order = json.loads(body)
+            with KEYS_LOCK:
+                PROPAGATION_SECONDS[order["user"]] = float(order["seconds"])
+            self.send_response(204)
+            self.end_headers()
+            return
+        if self.path == "/_recorder/apply-seconds":
+            order = json.loads(body)
+            with RDS_LOCK:
+                NEXT_DELAY[order["id"]] = float(order["seconds"])
+            self.send_response(204)
+            self.end_headers()
+            return
         service = service_of(self.headers)
         if service == "sts":
             refusal = sts_refusal("POST", self.path, self.headers, body)
@@ -146,13 +300,23 @@ class Recorder(BaseHTTPRequestHandler):
                 return
         elif service != "iam":
             params = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
-            with open(RECORD_FILE, "a", encoding="utf-8") as record:
-                record.write(json.dumps(params) + "\n")
+            params["at"] = time.time()
+            record(params)
+            action = params.get("Action")
+            if action in ("DescribeDBInstances", "DescribeDBClusters"):
+                kind = "instance" if action == "DescribeDBInstances" else "cluster"
+                self.forward(body, lambda reply: with_pending_changes(reply.decode(), kind).encode())
+                return
         reply = self.forward(body)
+        if service not in ("iam", "sts") and b"<ErrorResponse" not in reply and params.get("MasterUserPassword"):
+            if params.get("Action") == "ModifyDBInstance":
+                start_change("instance", params["DBInstanceIdentifier"], params["MasterUserPassword"])
+            elif params.get("Action") == "ModifyDBCluster":
+                start_change("cluster", params["DBClusterIdentifier"], params["MasterUserPassword"])
         if service == "iam" and b"<CreateAccessKeyResponse" in reply:
             remember_created_key(reply.decode())
 
-    def forward(self, body):
+    def forward(self, body, rewrite=None):
         headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
         request = urllib.request.Request(MOTO_URL + self.path, data=body, headers=headers, method="POST")
         try:
@@ -160,6 +324,8 @@ class Recorder(BaseHTTPRequestHandler):
                 status, reply, reply_headers = response.status, response.read(), response.headers
         except urllib.error.HTTPError as error:
             status, reply, reply_headers = error.code, error.read(), error.headers
+        if rewrite and status == 200:
+            reply = rewrite(reply)
         self.send_response(status)
         for key in ("Content-Type", "x-amzn-RequestId"):
             if reply_headers.get(key):

@@ -192,7 +192,11 @@ start_moto() {
   setsid "$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$stack_dir/moto.log" 2>&1 < /dev/null &
   echo $! > "$stack_dir/moto.pid"
   wait_for "moto" "$moto_port"
-  setsid "$venv/bin/python" "$root/scripts/rds-recorder.py" "$rds_port" "http://127.0.0.1:$moto_port" \
+  RDS_APPLY_SECONDS=${ROTATION_RDS_APPLY_SECONDS:-3} PSQL="$(pg_bin)/psql" PG_SOCKET_DIR="$stack_dir/pg/sock" \
+    PG_PORT="$pg_port" PG_PASSWORD_FILE="$stack_dir/pg/admin-password" \
+    MARIADB="$(command -v mariadb || echo /usr/bin/mariadb)" MARIADB_PORT="$mysql_port" \
+    MARIADB_PASSWORD_FILE="$stack_dir/mysql/admin-password" \
+    setsid "$venv/bin/python" "$root/scripts/rds-recorder.py" "$rds_port" "http://127.0.0.1:$moto_port" \
     "$stack_dir/rds-requests.jsonl" >"$stack_dir/rds-recorder.log" 2>&1 < /dev/null &
   echo $! > "$stack_dir/rds-recorder.pid"
   wait_for "the RDS recorder" "$rds_port"
@@ -258,7 +262,8 @@ start_lambda() {
     --env-var "ROTATION_DB_CA_FILE=$ROTATION_DB_CA_FILE" \
     --env-var "ROTATION_DB_HOST_OVERRIDES=$ROTATION_DB_HOST_OVERRIDES" \
     --env-var "USERNAME_CHARACTER_LIMIT=$USERNAME_CHARACTER_LIMIT" \
-    --env-var "ROTATION_RDS_WAIT_SECONDS=30" \
+    --env-var "ROTATION_RDS_WAIT_SECONDS=10" \
+    --env-var "ROTATION_WORKFLOW_RESUME_AFTER_SECONDS=5" \
     --env-var "ROTATION_DB_CONNECT_TIMEOUT_SECONDS=5" \
     --env-var "ROTATION_DB_STATEMENT_TIMEOUT_SECONDS=10" \
     --env-var "EXCLUDE_CHARACTERS=§" \

@@ -243,3 +243,149 @@ async fn a_failing_aws_api_fails_the_step_in_bounded_time_and_a_rerun_converges(
         }
     }
 }
+
+/// The functions' engine against the stack's moto, publishing outcomes to an EventBridge
+/// endpoint on `events_port`, each publish bounded by `publish_ms`.
+async fn engine_publishing_to(stack: &Stack, events_port: u16, publish_ms: u64) -> Engine {
+    let env: HashMap<&str, String> = [(
+        rotation::config::ENV_PUBLISH_TIMEOUT,
+        publish_ms.to_string(),
+    )]
+    .into();
+    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("config");
+    let aws = config.load_aws().await;
+    // A configuration of its own: the environment's service configuration (AWS_ENDPOINT_URL,
+    // moto) would win over an endpoint set here.
+    let events = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws.region().cloned().expect("a region"))
+        .credentials_provider(aws.credentials_provider().expect("credentials"))
+        .endpoint_url(format!("http://127.0.0.1:{events_port}"))
+        .build();
+    Engine {
+        client: aws_sdk_secretsmanager::Client::new(&aws),
+        publisher: Some(rotation::publisher::EventPublisher::new(
+            &events,
+            "rotation-local".into(),
+            config.publish_timeout,
+        )),
+        aws,
+        config,
+        tls: stack.tls.clone(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_event_bus_delays_a_failing_step_by_the_publish_bound_and_its_real_error_is_reported(
+) {
+    let stack = Stack::from_env().await;
+    let TestUser {
+        secret_arn: arn, ..
+    } = stack
+        .db_user_with_secret(Db::Postgres, "pubhang", Mode::SecretsManager)
+        .await;
+    let events_port = free_port();
+    let requests = fault_endpoint(events_port, Fault::Hang).await;
+    let engine = engine_publishing_to(&stack, events_port, 1500).await;
+    // setSecret with a token that is no version of the secret: the step fails at once
+    // (BadToken), and its failure event goes to an EventBridge that never answers.
+    let event = RotationEvent {
+        step: Step::Set,
+        secret_id: arn.clone(),
+        client_request_token: uuid::Uuid::new_v4().to_string(),
+        rotation_token: None,
+        context: RotationContext::default(),
+    };
+    let deadline = rotation::deadline::Deadline::after(Duration::from_secs(30));
+    let started = Instant::now();
+    let failure =
+        rotation::lambda::handle_until(&engine, Caller::Rotate, &event.to_value(), deadline)
+            .await
+            .expect_err("setSecret with an unknown token fails");
+    let elapsed = started.elapsed();
+    println!(
+        "hung EventBridge: {} after {elapsed:?} ({} PutEvents)",
+        failure.kind(),
+        requests.load(Ordering::SeqCst)
+    );
+    assert_eq!(failure.kind(), "BadToken", "{}", failure.message());
+    assert!(requests.load(Ordering::SeqCst) >= 1, "the event was sent");
+    assert!(
+        elapsed >= Duration::from_millis(1400) && elapsed < Duration::from_millis(4000),
+        "publishing is bounded by ROTATION_PUBLISH_TIMEOUT_MILLISECONDS: {elapsed:?}"
+    );
+
+    // Less time left than the reserve for reporting: the step does not start its work, it
+    // fails as Timeout, publishing takes only what is left less the report margin, and the
+    // answer comes back before the deadline.
+    let deadline = rotation::deadline::Deadline::after(Duration::from_millis(1800));
+    let started = Instant::now();
+    let failure =
+        rotation::lambda::handle_until(&engine, Caller::Rotate, &event.to_value(), deadline)
+            .await
+            .expect_err("fails again");
+    let elapsed = started.elapsed();
+    println!("hung EventBridge, 1.8 s left: answered after {elapsed:?}");
+    assert!(elapsed < Duration::from_millis(1800), "{elapsed:?}");
+    assert_eq!(failure.kind(), "Timeout", "{}", failure.message());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_that_runs_out_of_time_fails_as_timeout_before_the_deadline() {
+    let stack = Stack::from_env().await;
+    let TestUser {
+        secret_arn: arn, ..
+    } = stack
+        .db_user_with_secret(Db::Postgres, "outoftime", Mode::SecretsManager)
+        .await;
+    // Secrets Manager hangs; the SDK's own bounds (30 s) are longer than the time left.
+    let port = free_port();
+    let _requests = fault_endpoint(port, Fault::Hang).await;
+    let env: HashMap<&str, String> = [
+        (ENV_AWS_ATTEMPT_TIMEOUT, "30".to_owned()),
+        (ENV_AWS_OPERATION_TIMEOUT, "60".to_owned()),
+    ]
+    .into();
+    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("config");
+    let aws = config.load_aws().await;
+    let secrets = aws_sdk_secretsmanager::config::Builder::from(&aws)
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .build();
+    let engine = Engine {
+        client: aws_sdk_secretsmanager::Client::from_conf(secrets),
+        aws,
+        config,
+        tls: stack.tls.clone(),
+        publisher: None,
+    };
+    let event = RotationEvent {
+        step: Step::Create,
+        secret_id: arn,
+        client_request_token: uuid::Uuid::new_v4().to_string(),
+        rotation_token: None,
+        context: RotationContext::default(),
+    };
+    let left = Duration::from_secs(6);
+    let started = Instant::now();
+    let failure = rotation::lambda::handle_until(
+        &engine,
+        Caller::Rotate,
+        &event.to_value(),
+        rotation::deadline::Deadline::after(left),
+    )
+    .await
+    .expect_err("the step cannot finish");
+    let elapsed = started.elapsed();
+    println!(
+        "{} after {elapsed:?}: {}",
+        failure.kind(),
+        failure.message()
+    );
+    assert_eq!(failure.kind(), "Timeout");
+    assert!(failure.message().contains("createSecret"));
+    // Stopped the report reserve (publish bound 2 s + 1 s) before the 6 s deadline.
+    assert!(
+        elapsed >= Duration::from_millis(2800) && elapsed < Duration::from_millis(4000),
+        "{elapsed:?}"
+    );
+}

@@ -451,3 +451,36 @@ async fn a_pending_key_that_is_not_the_users_is_refused_by_set_and_test() {
     assert_eq!(stack.access_keys(&user).await, vec![key.id.clone()]);
     stack.assert_key_works(&user, &key).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn set_secret_waits_for_a_new_key_to_propagate_within_its_bound() {
+    let stack = Stack::from_env().await;
+    let IamTestUser {
+        secret_arn: arn,
+        user,
+        ..
+    } = stack
+        .iam_user_with_secret("iamprop", Mode::SecretsManager)
+        .await;
+    // IAM refuses the new key for 4 s after CreateAccessKey, as AWS does until it propagated
+    // (the functions' bound, ROTATION_IAM_PROPAGATION_TIMEOUT_SECONDS, is 30 s).
+    stack.iam_propagation_seconds(&user, 4);
+    let driver = stack.driver(Mode::SecretsManager);
+    let run = driver.rotate(&arn).await.unwrap();
+    assert_succeeded(&run);
+    let set = &run.steps[1];
+    println!("setSecret accepted the new key after {:?}", set.elapsed);
+    assert!(
+        set.elapsed >= Duration::from_millis(3500) && set.elapsed < Duration::from_secs(15),
+        "setSecret waited for propagation, bounded: {:?}",
+        set.elapsed
+    );
+    let current = stack.access_key(&arn, AWSCURRENT).await;
+    stack.assert_key_works(&user, &current).await;
+    // Only the AWSPREVIOUS key is kept besides it; nothing else was deleted or added.
+    let previous = stack.access_key(&arn, AWSPREVIOUS).await;
+    assert_eq!(
+        stack.access_keys(&user).await,
+        sorted([&current.id, &previous.id])
+    );
+}

@@ -22,3 +22,4 @@ mod template;
 mod tls;
 mod tls_refusals;
 mod trust_boundaries;
+mod workflow_recovery;

@@ -777,3 +777,51 @@ fn kms_is_usable_only_through_secrets_manager_for_the_stacks_secrets() {
         "rotate, create, set, test and compromise decrypt secrets"
     );
 }
+
+#[test]
+fn the_workflow_resumes_through_create_secrets_token_and_the_timeouts_fit_the_waits() {
+    use rotation::config::variables::{PUBLISH_TIMEOUT, RDS_WAIT, WORKFLOW_RESUME_AFTER};
+    let t = template();
+    let r = resources(&t);
+    let definition = &r["RotationWorkflow"]["Properties"]["Definition"];
+    // A run that ended (TimeoutSeconds) left a pending version old enough to be resumed.
+    assert_eq!(
+        definition["TimeoutSeconds"].as_u64(),
+        Some(WORKFLOW_RESUME_AFTER.default_number()),
+        "the state machine's TimeoutSeconds is ROTATION_WORKFLOW_RESUME_AFTER_SECONDS' default"
+    );
+    let states = &definition["States"];
+    for step in ["SetSecret", "TestSecret", "FinishSecret"] {
+        assert_eq!(
+            states[step]["Parameters"]["Payload"]["ClientRequestToken.$"], "$.create.report.token",
+            "{step} takes the token createSecret reported (a resumed version's)"
+        );
+    }
+    let retried = as_list(&states["SetSecret"]["Retry"][1]["ErrorEquals"]);
+    for error in ["Rds", "Iam", "Timeout"] {
+        assert!(retried.contains(&json!(error)), "{error} is retried");
+    }
+    // The slowest waits fit their functions' timeouts with the reserve for reporting.
+    let reserve = PUBLISH_TIMEOUT.default_number() / 1000 + 1;
+    let timeout = |function: &str| {
+        r[function]["Properties"]["Timeout"]
+            .as_u64()
+            .or_else(|| t["Globals"]["Function"]["Timeout"].as_u64())
+            .unwrap()
+    };
+    for function in ["RotateFunction", "SetSecretFunction"] {
+        assert!(
+            timeout(function) >= RDS_WAIT.default_number() + reserve,
+            "{function}: {} s cannot hold rds-master's wait",
+            timeout(function)
+        );
+    }
+    assert!(
+        timeout("TestSecretFunction")
+            >= rotation::config::variables::IAM_PROPAGATION_TIMEOUT.default_number() + reserve
+    );
+    for alarm in ["WorkflowStuckAlarm", "RotationFunctionErrorsAlarm"] {
+        assert_eq!(r[alarm]["Type"], "AWS::CloudWatch::Alarm", "{alarm}");
+    }
+    assert_eq!(r["WorkflowStuckAlarm"]["Properties"]["Threshold"], 3);
+}

@@ -89,6 +89,14 @@ pub const ENV_IAM_STRICT_REVOCATION: &str = variables::IAM_STRICT_REVOCATION.nam
 /// Environment variable [`variables::IAM_PROPAGATION_TIMEOUT`].
 pub const ENV_IAM_PROPAGATION_TIMEOUT: &str = variables::IAM_PROPAGATION_TIMEOUT.name;
 
+/// Environment variable [`variables::PUBLISH_TIMEOUT`].
+pub const ENV_PUBLISH_TIMEOUT: &str = variables::PUBLISH_TIMEOUT.name;
+/// Environment variable [`variables::WORKFLOW_RESUME_AFTER`].
+pub const ENV_WORKFLOW_RESUME_AFTER: &str = variables::WORKFLOW_RESUME_AFTER.name;
+/// What a step keeps before the invocation's deadline beyond publishing its outcome: the
+/// report, the log and metrics lines, the runtime's answer.
+pub const REPORT_MARGIN: Duration = Duration::from_secs(1);
+
 /// Environment variable [`variables::EVENT_BUS`].
 pub const ENV_EVENT_BUS: &str = variables::EVENT_BUS.name;
 /// Environment variable [`variables::METRICS_NAMESPACE`].
@@ -134,6 +142,10 @@ pub struct Config {
     pub iam_propagation_timeout: Duration,
     /// The event bus receiving rotation outcomes, if any.
     pub event_bus: Option<String>,
+    /// Bound on publishing one outcome event.
+    pub publish_timeout: Duration,
+    /// Age after which a workflow mode createSecret resumes a pending rotation.
+    pub workflow_resume_after: Duration,
     /// The CloudWatch namespace of the functions' metrics.
     pub metrics_namespace: String,
 }
@@ -196,7 +208,16 @@ impl Config {
                 .map(|b| b.trim().to_owned())
                 .filter(|b| !b.is_empty()),
             metrics_namespace,
+            publish_timeout: Duration::from_millis(number(&variables::PUBLISH_TIMEOUT)?),
+            workflow_resume_after: seconds(&variables::WORKFLOW_RESUME_AFTER)?,
         })
+    }
+
+    /// What a step leaves before the invocation's deadline for reporting its outcome
+    /// (publishing it, and [`REPORT_MARGIN`]): waits end earlier, and a step still running then
+    /// is stopped and reported as timed out.
+    pub fn report_reserve(&self) -> Duration {
+        self.publish_timeout + REPORT_MARGIN
     }
 }
 

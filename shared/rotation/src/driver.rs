@@ -172,8 +172,9 @@ impl LocalDriver {
     }
 
     /// Runs `steps` in order with `token`, stopping at the first failure. In workflow mode it
-    /// passes what the workflow's state machine passes: the rotation's start and the provider
-    /// and strategy the steps reported so far.
+    /// passes what the workflow's state machine passes: the rotation's start, the provider
+    /// and strategy the steps reported so far, and after createSecret the token it reported
+    /// (another run's pending version, when it resumed one).
     pub async fn run_steps(
         &self,
         steps: &[Step],
@@ -202,17 +203,23 @@ impl LocalDriver {
                 .fmt(aws_smithy_types::date_time::Format::DateTime)
                 .ok();
         }
+        let mut token = token.to_owned();
         for &step in steps {
             observe(StepProgress::Started {
                 step,
                 function: self.function(step),
             });
             let run = self
-                .step_with(step, secret_id, token, rotation_token, context.clone())
+                .step_with(step, secret_id, &token, rotation_token, context.clone())
                 .await;
             if let (Mode::Workflow, Ok(report)) = (self.mode, &run.result) {
                 context.provider = report.provider.clone().or(context.provider);
                 context.strategy = report.strategy.clone().or(context.strategy);
+                // As the state machine does: createSecret may resume another run's pending
+                // version, and the later steps take the token it reports.
+                if step == Step::Create {
+                    token.clone_from(&report.token);
+                }
             }
             observe(StepProgress::Finished(&run));
             let failed = run.result.is_err();

@@ -178,6 +178,15 @@ pub enum RotationError {
         /// The service's error (IAM never echoes a secret access key).
         message: String,
     },
+    /// A step, or a wait inside it, ran out of its time: its own bound or the invocation's
+    /// deadline (kept short of it so that the failure is reported, not killed by Lambda).
+    #[error("{what} did not finish in time: {detail}")]
+    Timeout {
+        /// What was waited for, naming the resource.
+        what: String,
+        /// How long it took, what bounded it and what to do.
+        detail: String,
+    },
     /// createSecret refused to revoke an access key used since the previous rotation finished,
     /// because strict revocation is on. Nothing was deleted or created.
     #[error("refusing to revoke access key {key_id} of IAM user {user:?}: it was last used at {last_used}, after the previous rotation finished ({since}), so something still uses it; strict revocation is on (`strictRevocation` in the secret, or ROTATION_IAM_STRICT_REVOCATION)")]
@@ -212,6 +221,7 @@ impl RotationError {
             RotationError::TestFailed(_) => "TestFailed",
             RotationError::Iam { .. } => "Iam",
             RotationError::RevocationRefused { .. } => "RevocationRefused",
+            RotationError::Timeout { .. } => "Timeout",
         }
     }
 

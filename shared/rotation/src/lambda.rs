@@ -5,6 +5,7 @@
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
 
+use crate::deadline::Deadline;
 use crate::error::RotationError;
 use crate::event::RotationEvent;
 use crate::mode::Caller;
@@ -18,6 +19,18 @@ use crate::telemetry::{Status, StepTelemetry};
 pub struct StepFailure {
     kind: &'static str,
     message: String,
+}
+
+impl StepFailure {
+    /// The `errorType`: the kind of failure.
+    pub fn kind(&self) -> &str {
+        self.kind
+    }
+
+    /// The `errorMessage`: the step, the secret and why.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl From<StepFailure> for Diagnostic {
@@ -38,7 +51,8 @@ pub async fn serve(caller: Caller) -> Result<(), Error> {
     })?;
     let engine = &engine;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle(engine, caller, &event.payload).await
+        let deadline = Deadline::of_invocation(event.context.deadline);
+        handle_until(engine, caller, &event.payload, deadline).await
     }))
     .await
 }
@@ -50,6 +64,20 @@ pub async fn handle(
     caller: Caller,
     payload: &Value,
 ) -> Result<Value, StepFailure> {
+    handle_until(engine, caller, payload, Deadline::NONE).await
+}
+
+/// [`handle`] within the invocation's `deadline`. The step runs until the reserve for
+/// reporting its outcome ([`crate::config::Config::report_reserve`]) is all that is left; a
+/// step still running then is stopped (as a Lambda timeout would stop it: every step is safe
+/// to stop anywhere and to run again) and fails with `errorType` `Timeout`, so that its
+/// metrics line and outcome event are written, which a Lambda timeout never does.
+pub async fn handle_until(
+    engine: &Engine,
+    caller: Caller,
+    payload: &Value,
+    deadline: Deadline,
+) -> Result<Value, StepFailure> {
     let event = RotationEvent::from_value(payload).map_err(|e| {
         tracing::error!(error = %e, "rejected an invalid rotation event");
         StepFailure {
@@ -59,12 +87,31 @@ pub async fn handle(
     })?;
     let started = std::time::Instant::now();
     let mut facts = StepFacts::default();
-    let result = engine.run_with_facts(&event, caller, &mut facts).await;
+    let reserve = engine.config.report_reserve();
+    tracing::debug!(
+        remaining_ms = deadline.remaining().map(|d| d.as_millis()),
+        "invocation deadline"
+    );
+    let step = engine.run_until(&event, caller, deadline, &mut facts);
+    let result = match deadline.less(reserve) {
+        None => step.await,
+        Some(cut) => match tokio::time::timeout_at(cut.into(), step).await {
+            Ok(result) => result,
+            Err(_) => Err(RotationError::Timeout {
+                what: format!("the {} step", event.step),
+                detail: format!(
+                    "stopped {} ms before the invocation's deadline (the function's timeout), after {} ms, to report the failure; the step is safe to run again; give the function a longer timeout if this repeats",
+                    reserve.as_millis(),
+                    started.elapsed().as_millis()
+                ),
+            }),
+        },
+    };
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let outcome = step_outcome(caller, &event, &facts, &result, duration_ms);
     crate::metrics::emit(&engine.config.metrics_namespace, &outcome);
     if let Some(publisher) = &engine.publisher {
-        publisher.publish(&outcome).await;
+        publisher.publish(&outcome, deadline).await;
     }
     match result {
         Ok(report) => {

@@ -10,6 +10,7 @@
 
 pub mod concurrent;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod event;
 pub mod lambda;

@@ -11,6 +11,7 @@ use rustls::ClientConfig;
 
 use crate::concurrent::{self, Decision};
 use crate::config::Config;
+use crate::deadline::Deadline;
 use crate::error::{Result, RotationError};
 use crate::event::{RotationEvent, Step};
 use crate::mode::{Caller, Mode};
@@ -64,7 +65,7 @@ impl Engine {
             publisher: config
                 .event_bus
                 .clone()
-                .map(|bus| EventPublisher::new(&aws, bus)),
+                .map(|bus| EventPublisher::new(&aws, bus, config.publish_timeout)),
             aws,
             config,
             tls,
@@ -84,6 +85,18 @@ impl Engine {
         &self,
         event: &RotationEvent,
         caller: Caller,
+        facts: &mut StepFacts,
+    ) -> Result<StepReport> {
+        self.run_until(event, caller, Deadline::NONE, facts).await
+    }
+
+    /// [`Engine::run_with_facts`] within the invocation's `deadline`: the step's waits end
+    /// before it (see [`crate::deadline`]).
+    pub async fn run_until(
+        &self,
+        event: &RotationEvent,
+        caller: Caller,
+        deadline: Deadline,
         facts: &mut StepFacts,
     ) -> Result<StepReport> {
         if let Caller::Step(expected) = caller {
@@ -119,6 +132,7 @@ impl Engine {
             tls: &self.tls,
             secret: &metadata,
             warnings: Mutex::new(Vec::new()),
+            deadline,
         };
         report.outcome = match check_token(&metadata, event)? {
             TokenState::AlreadyCurrent => {
@@ -274,6 +288,10 @@ async fn create(
     };
     let labels = unreserved.as_ref().map_or(ctx.secret, |(listed, _)| listed);
     if let Some(other) = concurrent::other_rotation(labels, token) {
+        if !has_version && resumable(ctx, other).await? {
+            report.token = other.to_owned();
+            return Ok(Outcome::AlreadyDone);
+        }
         return Err(in_progress(arn, token, other));
     }
     if has_version && sm.get_value(arn, Some(token), AWSPENDING).await?.is_some() {
@@ -293,6 +311,55 @@ async fn create(
         settle_race(ctx, before, token, *read_at).await?;
     }
     Ok(Outcome::Done)
+}
+
+/// Workflow mode's recovery from a failed run. The schedule starts every run with a new token;
+/// a run that failed after createSecret left AWSPENDING on its version, and without this every
+/// later run would refuse "rotation in progress" for ever (Secrets Manager mode needs none:
+/// Secrets Manager retries its own pending rotation). A pending version at least
+/// `ROTATION_WORKFLOW_RESUME_AFTER_SECONDS` old (the state machine's `TimeoutSeconds`, so the
+/// run that created it has ended, one way or another) is resumed: createSecret reports its id
+/// as the rotation's token (the state machine passes it to the later steps) and changes
+/// nothing. A younger one may belong to a run still going: refused as before, so two runs never
+/// work on one rotation at once. Only a version that holds a value is resumed (a workflow's
+/// createSecret always puts one).
+async fn resumable(ctx: &StepContext<'_>, pending: &str) -> Result<bool> {
+    if Mode::of(&ctx.secret.tags, &ctx.secret.arn)? != Mode::Workflow {
+        return Ok(false);
+    }
+    let Some(created) = pending_created(ctx, pending).await? else {
+        return Ok(false);
+    };
+    let age = SystemTime::now()
+        .duration_since(created)
+        .unwrap_or_default();
+    let after = ctx.config.workflow_resume_after;
+    if age < after {
+        return Ok(false);
+    }
+    ctx.warn(format!(
+        "resuming the rotation of version {pending}: it has been pending for {} s, longer than {} ({} s), so the run that started it has ended; this run continues it under that version's token",
+        age.as_secs(),
+        crate::config::ENV_WORKFLOW_RESUME_AFTER,
+        after.as_secs()
+    ));
+    Ok(true)
+}
+
+/// When the pending version `pending` was created, if it holds a value (one GetSecretValue).
+async fn pending_created(ctx: &StepContext<'_>, pending: &str) -> Result<Option<SystemTime>> {
+    let sm = ctx.secrets_manager;
+    let arn = &ctx.secret.arn;
+    if sm
+        .get_value(arn, Some(pending), AWSPENDING)
+        .await?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    Ok(sm
+        .created_date(arn, AWSPENDING)
+        .and_then(|d| SystemTime::try_from(d).ok()))
 }
 
 /// After createSecret's put: goes on only if this rotation holds AWSPENDING and took it from no

@@ -4,10 +4,19 @@
 //! Publishing is best effort: the rotation's result does not depend on it (a finished rotation
 //! must not be reported as failed because an event was lost). A failure to publish is logged as
 //! a warning, and the metrics in the log still count the outcome.
+//!
+//! Publishing is bounded, so that a failing step reports its own error before Lambda's
+//! deadline even when EventBridge hangs (a VPC without an EventBridge endpoint or NAT): one
+//! PutEvents call, its SDK retries included, takes at most `ROTATION_PUBLISH_TIMEOUT_MILLISECONDS`
+//! and never more than the invocation has left, less [`crate::config::REPORT_MARGIN`].
+
+use std::time::Duration;
 
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
 
+use crate::config::REPORT_MARGIN;
+use crate::deadline::Deadline;
 use crate::telemetry::{StepTelemetry, EVENT_SOURCE};
 
 /// Publishes the outcome events of [`StepTelemetry`] to one event bus.
@@ -15,20 +24,32 @@ use crate::telemetry::{StepTelemetry, EVENT_SOURCE};
 pub struct EventPublisher {
     client: Client,
     bus: String,
+    timeout: Duration,
 }
 
 impl EventPublisher {
-    /// A publisher to `bus` (a name or an ARN).
-    pub fn new(aws: &aws_config::SdkConfig, bus: String) -> Self {
+    /// A publisher to `bus` (a name or an ARN), each call bounded by `timeout` (retries
+    /// included: the SDK's operation timeout, and the same bound around the call).
+    pub fn new(aws: &aws_config::SdkConfig, bus: String, timeout: Duration) -> Self {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(timeout)
+            .operation_attempt_timeout(timeout)
+            .operation_timeout(timeout)
+            .build();
+        let config = aws_sdk_eventbridge::config::Builder::from(aws)
+            .timeout_config(timeouts)
+            .build();
         EventPublisher {
-            client: Client::new(aws),
+            client: Client::from_conf(config),
             bus,
+            timeout,
         }
     }
 
-    /// Publishes the outcome if it is a rotation outcome (succeeded or failed); logs a warning
-    /// when EventBridge refuses it.
-    pub async fn publish(&self, outcome: &StepTelemetry) {
+    /// Publishes the outcome if it is a rotation outcome (succeeded or failed), within the
+    /// publish timeout and the invocation's `deadline`; logs a warning when EventBridge refuses
+    /// it, does not answer in time, or there is no time left.
+    pub async fn publish(&self, outcome: &StepTelemetry, deadline: Deadline) {
         let Some(detail_type) = outcome.detail_type() else {
             return;
         };
@@ -39,9 +60,23 @@ impl EventPublisher {
             .resources(&outcome.secret_arn)
             .detail(outcome.detail().to_string())
             .build();
-        let problem = match self.client.put_events().entries(entry).send().await {
-            Ok(out) if out.failed_entry_count() == 0 => return,
-            Ok(out) => out
+        let bound = deadline.remaining().map_or(self.timeout, |left| {
+            self.timeout.min(left.saturating_sub(REPORT_MARGIN))
+        });
+        let sent = if bound.is_zero() {
+            None
+        } else {
+            tokio::time::timeout(bound, self.client.put_events().entries(entry).send())
+                .await
+                .ok()
+        };
+        let problem = match sent {
+            None => format!(
+                "no answer within {} ms (ROTATION_PUBLISH_TIMEOUT_MILLISECONDS, and the invocation's deadline)",
+                bound.as_millis()
+            ),
+            Some(Ok(out)) if out.failed_entry_count() == 0 => return,
+            Some(Ok(out)) => out
                 .entries()
                 .iter()
                 .find_map(|e| {
@@ -50,7 +85,7 @@ impl EventPublisher {
                     })
                 })
                 .unwrap_or_else(|| "the entry was refused".to_owned()),
-            Err(e) => aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string(),
+            Some(Err(e)) => aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string(),
         };
         tracing::warn!(
             secret_arn = %outcome.secret_arn,

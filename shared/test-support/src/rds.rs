@@ -99,6 +99,37 @@ impl Stack {
             .collect()
     }
 
+    /// Makes the RDS recorder take `seconds` to apply the next master password change of the
+    /// instance or cluster `id` (its default is the stack's `ROTATION_RDS_APPLY_SECONDS`):
+    /// until then DescribeDB* shows it in PendingModifiedValues, as RDS does.
+    pub fn rds_apply_seconds(&self, id: &str, seconds: u64) {
+        recorder_order(
+            "/_recorder/apply-seconds",
+            &serde_json::json!({"id": id, "seconds": seconds}),
+        );
+    }
+
+    /// Makes the recorder refuse, as InvalidClientTokenId, every key CreateAccessKey returns
+    /// for the IAM user `user` during its first `seconds`: IAM's propagation delay.
+    pub fn iam_propagation_seconds(&self, user: &str, seconds: u64) {
+        recorder_order(
+            "/_recorder/iam-propagation",
+            &serde_json::json!({"user": user, "seconds": seconds}),
+        );
+    }
+
+    /// When the RDS recorder applied master password changes to the instance or cluster `id`
+    /// (seconds since the Unix epoch, in order).
+    pub fn rds_applied_at(&self, id: &str) -> Vec<f64> {
+        std::fs::read_to_string(&self.rds_record)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["Event"] == "applied" && v["id"] == id)
+            .filter_map(|v| v["at"].as_f64())
+            .collect()
+    }
+
     /// Plays RDS's part after ModifyDB* (moto has no database): sets `user`'s password on the
     /// local server of `db`, sent as a verifier or hash, never in cleartext.
     pub async fn apply_master_password(&self, db: Db, user: &str, password: &SecretString) {
@@ -120,4 +151,27 @@ impl Stack {
         };
         self.db_admin_sql(db, &sql).await;
     }
+}
+
+/// POSTs `order` to the RDS recorder's control `path` (scripts/rds-recorder.py).
+fn recorder_order(path: &str, order: &Value) {
+    use std::io::{Read, Write};
+    let endpoint = std::env::var("ROTATION_RDS_ENDPOINT").expect("ROTATION_RDS_ENDPOINT");
+    let address = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let body = order.to_string();
+    let mut stream = std::net::TcpStream::connect(address).expect("the RDS recorder");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("writing to the RDS recorder");
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .expect("reading the RDS recorder's answer");
+    assert!(
+        answer.starts_with("HTTP/1.0 204") || answer.starts_with("HTTP/1.1 204"),
+        "{answer}"
+    );
 }

@@ -290,8 +290,8 @@ pub const USERNAME_LIMIT: Variable = Variable {
 /// password changed.
 pub const RDS_WAIT: Variable = Variable {
     name: "ROTATION_RDS_WAIT_SECONDS",
-    values: number(600, 1, 3600),
-    meaning: "bound on waiting for RDS after a master password change",
+    values: number(240, 1, 3600),
+    meaning: "bound on waiting for RDS to apply a master password change (its `PendingModifiedValues` cleared, status `available`); the invocation's deadline bounds it too",
 };
 /// Where to connect instead of a secret's (or RDS's) endpoint, as `PATTERN:PORT=HOST:PORT`
 /// entries separated by commas or semicolons; PATTERN may start with `*.` (for example a
@@ -335,6 +335,20 @@ pub const EVENT_BUS: Variable = Variable {
     name: "ROTATION_EVENT_BUS",
     values: no_default("a bus name or ARN"),
     meaning: "EventBridge bus receiving one event per rotation outcome; unset or empty: no event",
+};
+/// Milliseconds one outcome event may take to publish (EventBridge PutEvents, its retries
+/// included); the invocation's deadline bounds it too.
+pub const PUBLISH_TIMEOUT: Variable = Variable {
+    name: "ROTATION_PUBLISH_TIMEOUT_MILLISECONDS",
+    values: number(2000, 100, 10000),
+    meaning: "bound on publishing one outcome event (PutEvents, retries included); a step stops this long plus 1 s before the invocation's deadline, so that its failure is reported",
+};
+/// Seconds after which a workflow mode createSecret, started with a new token, resumes the
+/// rotation whose AWSPENDING version is this old instead of refusing it as in progress.
+pub const WORKFLOW_RESUME_AFTER: Variable = Variable {
+    name: "ROTATION_WORKFLOW_RESUME_AFTER_SECONDS",
+    values: seconds(3600, 1, 86400),
+    meaning: "workflow mode: a pending rotation this old belongs to a run that ended (the state machine's `TimeoutSeconds`), so the next run resumes it",
 };
 /// The CloudWatch namespace of the metrics the functions log in Embedded Metric Format.
 pub const METRICS_NAMESPACE: Variable = Variable {
@@ -404,6 +418,8 @@ pub const VARIABLES: &[Variable] = &[
     LOG_LEVEL,
     LOG_FORMAT,
     EVENT_BUS,
+    PUBLISH_TIMEOUT,
+    WORKFLOW_RESUME_AFTER,
     METRICS_NAMESPACE,
     STATE_MACHINE_ARN,
     COMPROMISE_TIMEOUT,

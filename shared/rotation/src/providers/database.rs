@@ -92,6 +92,15 @@ pub trait Database {
         password: &SecretString,
     ) -> Result<Self::Session>;
 
+    /// Whether changing this session's own password keeps the current one valid (MySQL's dual
+    /// passwords, `RETAIN CURRENT PASSWORD`). Then the current password logs in after
+    /// setSecret too, and a retried setSecret must not change it again: a second change would
+    /// make the pending password the retained one as well and drop the current password before
+    /// finishSecret.
+    fn keeps_current_password(_session: &Self::Session) -> bool {
+        false
+    }
+
     /// Logged in as `who`, changes its own password.
     async fn set_own_password(
         session: &mut Self::Session,
@@ -501,7 +510,14 @@ async fn set_single_user<D: Database>(
     let as_current = who(Credential::Current, &current.username, &endpoint);
     let (mut session, who) = match D::connect(ctx, &endpoint, &as_current, &current.password).await
     {
-        Ok(session) => (session, as_current),
+        Ok(session) => {
+            if pending_checked_first(true, D::keeps_current_password(&session))
+                && pending_logs_in::<D>(ctx, pending).await?
+            {
+                return Ok(Outcome::AlreadyDone);
+            }
+            (session, as_current)
+        }
         Err(e) if e.is_authentication_failure() => {
             if pending_logs_in::<D>(ctx, pending).await? {
                 return Ok(Outcome::AlreadyDone);
@@ -518,6 +534,15 @@ async fn set_single_user<D: Database>(
     )
     .await?;
     Ok(Outcome::Done)
+}
+
+/// Whether a single user's setSecret tries the pending password before it changes anything:
+/// when the current password is refused (the change was made: a retry), and also when it logs
+/// in but a change keeps it valid (MySQL's dual passwords: a retry logs in with it, so only the
+/// pending login tells that the change was made). Otherwise a first setSecret tries no password
+/// the server refuses.
+fn pending_checked_first(current_logs_in: bool, keeps_current: bool) -> bool {
+    !current_logs_in || keeps_current
 }
 
 /// Logs in with AWSPREVIOUS after the current password was refused with `current_error`.
@@ -634,7 +659,11 @@ pub async fn test<D: Database>(
     warn_if_plaintext(ctx, &pending);
     let endpoint = ctx.config.endpoint_for(Endpoint::of(&pending));
     let as_pending = who(Credential::Pending, &pending.username, &endpoint);
-    let mut session = D::connect(ctx, &endpoint, &as_pending, &pending.password).await?;
+    let mut session = if pending.strategy == Strategy::RdsMaster {
+        login_after_rds_applies::<D>(ctx, &endpoint, &as_pending, &pending.password).await?
+    } else {
+        D::connect(ctx, &endpoint, &as_pending, &pending.password).await?
+    };
     bounded(
         ctx,
         &as_pending,
@@ -647,6 +676,53 @@ pub async fn test<D: Database>(
         strategy: pending.strategy.as_str(),
         value: (),
     })
+}
+
+/// What a refused login takes: no retry of testSecret's login starts later than this before
+/// the end of its wait.
+const LOGIN_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// testSecret's login of an `rds-master` secret: RDS applies a new master password
+/// asynchronously, and setSecret waited for it, but a database can refuse the new password for
+/// a moment after RDS reports it applied. A refused login is retried (1 s, doubling to 5 s,
+/// the last pause cut short) until `ROTATION_RDS_WAIT_SECONDS` or the invocation's deadline (less the reserve for
+/// reporting) would pass; any other failure, or a refusal then, fails the step.
+async fn login_after_rds_applies<D: Database>(
+    ctx: &StepContext<'_>,
+    endpoint: &Endpoint,
+    as_pending: &Who,
+    password: &SecretString,
+) -> Result<D::Session> {
+    let started = std::time::Instant::now();
+    let end = ctx.wait_end(ctx.config.rds_wait);
+    let mut pause = std::time::Duration::from_secs(1);
+    let mut attempts = 1u32;
+    loop {
+        match D::connect(ctx, endpoint, as_pending, password).await {
+            Ok(session) => {
+                if attempts > 1 {
+                    tracing::info!(
+                        attempts,
+                        waited_ms = started.elapsed().as_millis(),
+                        "the new master password logs in"
+                    );
+                }
+                return Ok(session);
+            }
+            Err(e)
+                if e.is_authentication_failure()
+                    && end.saturating_duration_since(std::time::Instant::now())
+                        > LOGIN_ALLOWANCE =>
+            {
+                let left = end.saturating_duration_since(std::time::Instant::now());
+                tracing::debug!(attempts, "the new master password is refused yet: retrying");
+                tokio::time::sleep(pause.min(left - LOGIN_ALLOWANCE)).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -690,6 +766,20 @@ mod tests {
                 (provider, strategy, rotations)
             );
         }
+    }
+
+    #[test]
+    fn a_retried_dual_password_set_secret_checks_the_pending_password_before_changing_it() {
+        // MySQL dual passwords: after `RETAIN CURRENT PASSWORD` the current password still logs
+        // in, so a retry must find the pending one working and change nothing (a second ALTER
+        // would retain the pending password and drop the current one).
+        assert!(pending_checked_first(true, true));
+        // Single-phase servers (PostgreSQL, MariaDB): the current password logging in means no
+        // change was made yet; the pending one is not tried (the server would log a refusal).
+        assert!(!pending_checked_first(true, false));
+        // The current password refused: a change was made, the pending one is tried.
+        assert!(pending_checked_first(false, false));
+        assert!(pending_checked_first(false, true));
     }
 
     #[test]

@@ -406,24 +406,38 @@ pub async fn set(
     let pending = parse_pair(ctx, current, pending)?;
     let account = own_account(ctx, &pending.user_name).await?;
     let bound = ctx.config.iam_propagation_timeout;
-    let deadline = Instant::now() + bound;
+    let started = Instant::now();
+    let deadline = ctx.wait_end(bound);
     let mut backoff = FIRST_BACKOFF;
+    let mut attempts = 1u32;
     loop {
         match authenticates(ctx, &pending, &account).await {
             Ok(()) => break,
             Err((true, _)) if Instant::now() + backoff < deadline => {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
+                attempts += 1;
             }
             Err((retryable, message)) => {
                 return Err(RotationError::TestFailed(if retryable {
-                    format!("not accepted within {} s: {message}", bound.as_secs())
+                    format!(
+                        "not accepted after {} ms and {attempts} attempts (bounded by {} = {} s and the invocation's deadline): {message}",
+                        started.elapsed().as_millis(),
+                        crate::config::ENV_IAM_PROPAGATION_TIMEOUT,
+                        bound.as_secs()
+                    )
                 } else {
                     message
                 }))
             }
         }
     }
+    tracing::info!(
+        access_key_id = %pending.access_key_id,
+        attempts,
+        waited_ms = started.elapsed().as_millis(),
+        "STS accepts the new access key"
+    );
     Ok(ProviderResult {
         provider: PROVIDER,
         strategy: STRATEGY,

@@ -42,9 +42,17 @@ pub struct StepContext<'a> {
     pub secret: &'a SecretMetadata,
     /// Warnings for the step's report.
     pub warnings: Mutex<Vec<String>>,
+    /// The invocation's deadline: every wait ends [`Config::report_reserve`] before it.
+    pub deadline: crate::deadline::Deadline,
 }
 
 impl StepContext<'_> {
+    /// When a wait of at most `limit` must end: `limit` from now, or the deadline less the
+    /// reserve for reporting the step's outcome, whichever comes first.
+    pub fn wait_end(&self, limit: std::time::Duration) -> std::time::Instant {
+        self.deadline.wait_end(limit, self.config.report_reserve())
+    }
+
     /// Records a warning for the step's report and logs it.
     pub fn warn(&self, message: String) {
         tracing::warn!(secret_arn = %self.secret.arn, "{message}");

@@ -211,6 +211,15 @@ impl Database for MySql {
         .await
     }
 
+    fn keeps_current_password(session: &Session) -> bool {
+        matches!(
+            session.flavor,
+            Flavor::MySql {
+                dual_password: true
+            }
+        )
+    }
+
     async fn set_own_password(
         session: &mut Session,
         who: &Who,

@@ -44,6 +44,18 @@ pub struct Discovered {
     pub master_username: Option<String>,
     /// The instance's or cluster's tags (DescribeDB* TagList).
     pub tags: HashMap<String, String>,
+    /// Whether a master password change is still being applied (`PendingModifiedValues`
+    /// holds `MasterUserPassword`).
+    pub master_password_pending: bool,
+}
+
+impl Discovered {
+    /// Whether RDS has applied every master password change: none pending and the status
+    /// `available` (right after ModifyDB* the status still reads `available` while the change
+    /// is pending, so the status alone proves nothing).
+    pub fn master_password_applied(&self) -> bool {
+        !self.master_password_pending && self.status.as_deref() == Some("available")
+    }
 }
 
 /// An RDS TagList as a map.
@@ -106,6 +118,10 @@ pub async fn describe_instance(ctx: &StepContext<'_>, id: &str) -> Result<Discov
         status: instance.db_instance_status().map(str::to_owned),
         master_username: instance.master_username().map(str::to_owned),
         tags: tag_map(instance.tag_list()),
+        master_password_pending: instance
+            .pending_modified_values()
+            .and_then(|p| p.master_user_password())
+            .is_some(),
     })
 }
 
@@ -135,6 +151,10 @@ pub async fn describe_cluster(ctx: &StepContext<'_>, id: &str) -> Result<Discove
         status: cluster.status().map(str::to_owned),
         master_username: cluster.master_username().map(str::to_owned),
         tags: tag_map(cluster.tag_list()),
+        master_password_pending: cluster
+            .pending_modified_values()
+            .and_then(|p| p.master_user_password())
+            .is_some(),
     })
 }
 
@@ -242,13 +262,22 @@ impl<'a> MasterTarget<'a> {
 }
 
 /// Changes the master user's password through ModifyDBCluster / ModifyDBInstance
-/// (ApplyImmediately), then waits, bounded, until RDS reports the database available again.
-/// The caller proves first that the secret owns the target ([`super::rds_master`]).
+/// (ApplyImmediately), then waits until RDS has applied it ([`wait_until_applied`]). A change
+/// still pending from an earlier attempt of this step (a retry after a timeout) is waited for,
+/// not sent again: sending it again would restart RDS's work. The caller proves first that the
+/// secret owns the target ([`super::rds_master`]).
 pub async fn set_master_password(
     ctx: &StepContext<'_>,
     target: MasterTarget<'_>,
     password: &SecretString,
 ) -> Result<()> {
+    if target.describe(ctx).await?.master_password_pending {
+        tracing::info!(
+            target = %target.display(),
+            "a master password change is still pending from an earlier attempt: waiting for it instead of sending another"
+        );
+        return wait_until_applied(ctx, target).await;
+    }
     let client = aws_sdk_rds::Client::new(ctx.aws);
     match target {
         MasterTarget::Cluster(cluster) => {
@@ -272,24 +301,72 @@ pub async fn set_master_password(
                 .map_err(|e| rds_error("ModifyDBInstance", e))?;
         }
     }
-    let deadline = Instant::now() + ctx.config.rds_wait;
+    tracing::info!(target = %target.display(), "master password change sent to RDS");
+    wait_until_applied(ctx, target).await
+}
+
+/// The longest pause between two DescribeDB* calls while waiting.
+const POLL_MAX: Duration = Duration::from_secs(5);
+/// What one DescribeDB* call may take at the end of a wait: no pause lasts past this much
+/// before the wait's end, and no poll starts later.
+const POLL_ALLOWANCE: Duration = Duration::from_secs(2);
+
+/// Waits until RDS reports the master password applied ([`Discovered::master_password_applied`]),
+/// polling DescribeDB* (1 s, doubling to 5 s between calls). The wait ends at
+/// `ROTATION_RDS_WAIT_SECONDS` or before the invocation's deadline (less the reserve for
+/// reporting the outcome), whichever comes first; it never sleeps past that, and then fails
+/// with a `Timeout` naming the resource and what RDS still reported.
+pub async fn wait_until_applied(ctx: &StepContext<'_>, target: MasterTarget<'_>) -> Result<()> {
+    let started = Instant::now();
+    let end = ctx.wait_end(ctx.config.rds_wait);
+    let mut pause = Duration::from_secs(1);
+    let mut polls = 0u32;
     loop {
-        let status = target.describe(ctx).await?.status;
-        if status.as_deref() == Some("available") {
-            return Ok(());
+        let seen = match tokio::time::timeout_at(end.into(), target.describe(ctx)).await {
+            Ok(seen) => Some(seen?),
+            Err(_) => None,
+        };
+        polls += 1;
+        if let Some(seen) = &seen {
+            if seen.master_password_applied() {
+                tracing::info!(
+                    target = %target.display(),
+                    waited_ms = started.elapsed().as_millis(),
+                    polls,
+                    "RDS applied the master password"
+                );
+                return Ok(());
+            }
         }
-        if Instant::now() >= deadline {
-            return Err(RotationError::Rds {
-                operation: "wait for available",
-                message: format!(
-                    "still {} after {} s ({} bounds the wait)",
-                    status.as_deref().unwrap_or("without status"),
-                    ctx.config.rds_wait.as_secs(),
-                    crate::config::ENV_RDS_WAIT
+        let left = end.saturating_duration_since(Instant::now());
+        if seen.is_none() || left <= POLL_ALLOWANCE {
+            let state = match &seen {
+                None => "RDS did not answer DescribeDB* in time".to_owned(),
+                Some(seen) => format!(
+                    "RDS still reports status {}{}",
+                    seen.status.as_deref().unwrap_or("(none)"),
+                    if seen.master_password_pending {
+                        " with MasterUserPassword in PendingModifiedValues"
+                    } else {
+                        ""
+                    }
+                ),
+            };
+            return Err(RotationError::Timeout {
+                what: format!(
+                    "waiting for RDS to apply the master password of {}",
+                    target.display()
+                ),
+                detail: format!(
+                    "{state} after {} ms and {polls} DescribeDB* calls; the wait is bounded by {} ({} s) and by the invocation's deadline; running setSecret again waits for the pending change without sending another",
+                    started.elapsed().as_millis(),
+                    crate::config::ENV_RDS_WAIT,
+                    ctx.config.rds_wait.as_secs()
                 ),
             });
         }
-        tokio::time::sleep(Duration::from_secs(5).min(ctx.config.rds_wait)).await;
+        tokio::time::sleep(pause.min(left - POLL_ALLOWANCE)).await;
+        pause = (pause * 2).min(POLL_MAX);
     }
 }
 
@@ -304,5 +381,24 @@ mod tests {
         assert_eq!(identifier_of("main"), "main");
         assert_eq!(secret_engine("aurora"), "aurora-mysql");
         assert_eq!(secret_engine("aurora-postgresql"), "aurora-postgresql");
+    }
+
+    #[test]
+    fn a_master_password_is_applied_only_when_nothing_is_pending_and_the_status_is_available() {
+        let seen = |status: &str, pending: bool| Discovered {
+            host: "h".into(),
+            port: 5432,
+            engine: None,
+            status: Some(status.into()),
+            master_username: None,
+            tags: HashMap::new(),
+            master_password_pending: pending,
+        };
+        assert!(seen("available", false).master_password_applied());
+        // Right after ModifyDB*: still `available`, the change pending.
+        assert!(!seen("available", true).master_password_applied());
+        assert!(!seen("resetting-master-credentials", true).master_password_applied());
+        assert!(!seen("resetting-master-credentials", false).master_password_applied());
+        assert!(!seen("modifying", false).master_password_applied());
     }
 }

@@ -115,6 +115,7 @@ mod tests {
             tags: tag
                 .map(|t| HashMap::from([(TAG_SECRET_ARN.to_owned(), t.to_owned())]))
                 .unwrap_or_default(),
+            master_password_pending: false,
         }
     }
 
