@@ -17,15 +17,25 @@ they are forwarded: InvalidClientTokenId for a key IAM does not list or lists as
 SignatureDoesNotMatch when the Signature Version 4 signature was not made with the key's secret.
 The stack's own credentials, which are no IAM user's key, are forwarded unchecked.
 
+Secrets Manager: the functions' Secrets Manager endpoint (AWS_ENDPOINT_URL_SECRETS_MANAGER) points
+here too. AWS documents ListSecrets as eventually consistent (a secret or tag changed in the last
+minutes may be missing from a listing); moto always answers with the current state. With
+ROTATION_LIST_SECRETS_LAG_SECONDS=L (L > 0), ListSecrets is answered from a snapshot of every
+secret that a background thread takes every L seconds, so that a change shows in listings between
+0 and L seconds after it happened, as on AWS; every other Secrets Manager call is forwarded
+unchanged (DescribeSecret and the others stay consistent, as on AWS for one secret).
+
 Usage: python rds-recorder.py LISTEN_PORT MOTO_URL RECORD_FILE
 """
 
 import hashlib
 import hmac
 import json
+import os
 import re
 import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -130,6 +140,85 @@ def sts_refusal(method, path, headers, body):
     return None
 
 
+LIST_SECRETS_LAG = float(os.environ.get("ROTATION_LIST_SECRETS_LAG_SECONDS") or 0)
+SNAPSHOT = {"secrets": None}  # every secret as ListSecrets listed it at the last snapshot
+SNAPSHOT_LOCK = threading.Lock()
+# The filters a lagged listing applies as AWS does (prefix matches; `name` and `description` not
+# case-sensitive); a request with another filter key is forwarded to moto unlagged.
+LAGGED_FILTERS = {"name", "description", "tag-key", "tag-value"}
+
+
+def moto_list_secrets():
+    """Every secret, as moto's ListSecrets lists it now (all pages)."""
+    secrets, token = [], None
+    while True:
+        body = {"MaxResults": 100, **({"NextToken": token} if token else {})}
+        request = urllib.request.Request(
+            MOTO_URL + "/",
+            data=json.dumps(body).encode(),
+            headers={
+                "Content-Type": "application/x-amz-json-1.1",
+                "X-Amz-Target": "secretsmanager.ListSecrets",
+                "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0",
+            },
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            page = json.loads(response.read())
+        secrets.extend(page.get("SecretList", []))
+        token = page.get("NextToken")
+        if not token:
+            return secrets
+
+
+def take_snapshots():
+    """Refreshes SNAPSHOT every LIST_SECRETS_LAG seconds."""
+    while True:
+        try:
+            secrets = moto_list_secrets()
+            with SNAPSHOT_LOCK:
+                SNAPSHOT["secrets"] = secrets
+        except (OSError, ValueError) as error:
+            print(f"ListSecrets snapshot failed: {error}", file=sys.stderr, flush=True)
+        time.sleep(LIST_SECRETS_LAG)
+
+
+def filter_matches(key, value, secret):
+    """Whether one filter value matches the secret (AWS's rules for the LAGGED_FILTERS)."""
+    negate = value.startswith("!")
+    value = value[1:] if negate else value
+    tags = secret.get("Tags") or []
+    if key == "name":
+        hit = (secret.get("Name") or "").lower().startswith(value.lower())
+    elif key == "description":
+        hit = (secret.get("Description") or "").lower().startswith(value.lower())
+    elif key == "tag-key":
+        hit = any((t.get("Key") or "").startswith(value) for t in tags)
+    else:
+        hit = any((t.get("Value") or "").startswith(value) for t in tags)
+    return hit != negate
+
+
+def lagged_list_secrets(body):
+    """ListSecrets answered from the last snapshot, or None when it must go to moto."""
+    if LIST_SECRETS_LAG <= 0:
+        return None
+    request = json.loads(body or b"{}")
+    filters = request.get("Filters") or []
+    if any(f.get("Key") not in LAGGED_FILTERS for f in filters) or request.get("NextToken"):
+        return None
+    with SNAPSHOT_LOCK:
+        secrets = SNAPSHOT["secrets"]
+    if secrets is None:
+        return None
+    listed = [
+        s
+        for s in secrets
+        if all(any(filter_matches(f["Key"], v, s) for v in f.get("Values") or []) for f in filters)
+    ]
+    return json.dumps({"SecretList": listed}).encode()
+
+
 def service_of(headers):
     auth = AUTHORIZATION.match(headers.get("Authorization") or "")
     return auth["service"] if auth else None
@@ -143,6 +232,12 @@ class Recorder(BaseHTTPRequestHandler):
             refusal = sts_refusal("POST", self.path, self.headers, body)
             if refusal:
                 self.reply_error(*refusal)
+                return
+        elif service == "secretsmanager":
+            target = self.headers.get("X-Amz-Target") or ""
+            lagged = lagged_list_secrets(body) if target.endswith(".ListSecrets") else None
+            if lagged is not None:
+                self.reply_json(lagged)
                 return
         elif service != "iam":
             params = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
@@ -169,6 +264,13 @@ class Recorder(BaseHTTPRequestHandler):
         self.wfile.write(reply)
         return reply
 
+    def reply_json(self, reply):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
     def reply_error(self, code, message):
         reply = (
             '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
@@ -185,4 +287,6 @@ class Recorder(BaseHTTPRequestHandler):
         pass
 
 
+if LIST_SECRETS_LAG > 0:
+    threading.Thread(target=take_snapshots, daemon=True).start()
 ThreadingHTTPServer(("127.0.0.1", LISTEN_PORT), Recorder).serve_forever()
