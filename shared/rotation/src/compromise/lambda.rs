@@ -55,7 +55,7 @@ impl Sweep {
         Ok(Sweep {
             lag,
             every: (lag / 10).clamp(Duration::from_secs(1), Duration::from_secs(30)),
-            margin: Duration::from_secs(30),
+            margin: Duration::from_secs(5),
         })
     }
 }
@@ -80,8 +80,17 @@ pub async fn serve() -> Result<(), Error> {
     let client = aws_sdk_secretsmanager::Client::new(&aws);
     let (runner, client, bounds, sweep) = (&runner, &client, &bounds, &sweep);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        // Lambda's deadline is in the future when an event arrives; one already past (as
+        // cargo lambda's emulator sends) cannot be honored and is ignored.
+        let received = SystemTime::now();
         let deadline = Some(SystemTime::UNIX_EPOCH + Duration::from_millis(event.context.deadline))
-            .filter(|_| event.context.deadline > 0);
+            .filter(|d| *d > received);
+        tracing::info!(
+            remaining_ms = deadline
+                .and_then(|d| d.duration_since(received).ok())
+                .map(|d| d.as_millis() as u64),
+            "compromise event received"
+        );
         respond(client, runner, bounds, sweep, &event.payload, deadline).await
     }))
     .await
@@ -157,11 +166,17 @@ pub async fn respond(
             .collect();
         if let Err(e) = bounds.check_secrets(incident.as_str(), handled.len() + new.len()) {
             tracing::error!(incident = %incident, error = %e, "cannot select the compromised secrets");
-            if handled.is_empty() {
-                return Err(diagnostic(&e));
+            let mut refusal = diagnostic(&e);
+            if !handled.is_empty() {
+                // Earlier listings found fewer (ListSecrets lagged): those stay retired.
+                refusal.error_message = format!(
+                    "{}; {} secret(s) found by earlier listings were handled: {}",
+                    refusal.error_message,
+                    handled.len(),
+                    handled.iter().cloned().collect::<Vec<_>>().join(", ")
+                );
             }
-            failed.push(json!({"secretId": "-", "errorType": e.kind(), "error": e.to_string()}));
-            break;
+            return Err(refusal);
         }
         if listings > 1 && !new.is_empty() {
             tracing::info!(
