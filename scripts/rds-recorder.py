@@ -20,10 +20,11 @@ The stack's own credentials, which are no IAM user's key, are forwarded unchecke
 Secrets Manager: the functions' Secrets Manager endpoint (AWS_ENDPOINT_URL_SECRETS_MANAGER) points
 here too. AWS documents ListSecrets as eventually consistent (a secret or tag changed in the last
 minutes may be missing from a listing); moto always answers with the current state. With
-ROTATION_LIST_SECRETS_LAG_SECONDS=L (L > 0), ListSecrets is answered from a snapshot of every
-secret that a background thread takes every L seconds, so that a change shows in listings between
-0 and L seconds after it happened, as on AWS; every other Secrets Manager call is forwarded
-unchanged (DescribeSecret and the others stay consistent, as on AWS for one secret).
+ROTATION_LIST_SECRETS_LAG_SECONDS=L (L > 0), a ListSecrets is answered from the listing made for
+the same filters at most L seconds earlier, if there is one (else moto is asked, and its answer
+kept for the next L seconds): a change may be missing from listings for up to L seconds, as on
+AWS. Every other Secrets Manager call is forwarded unchanged (DescribeSecret and the others stay
+consistent, as on AWS for one secret).
 
 Usage: python rds-recorder.py LISTEN_PORT MOTO_URL RECORD_FILE
 """
@@ -141,19 +142,19 @@ def sts_refusal(method, path, headers, body):
 
 
 LIST_SECRETS_LAG = float(os.environ.get("ROTATION_LIST_SECRETS_LAG_SECONDS") or 0)
-SNAPSHOT = {"secrets": None}  # every secret as ListSecrets listed it at the last snapshot
-SNAPSHOT_LOCK = threading.Lock()
-# The filters a lagged listing applies as AWS does (prefix matches; `name` and `description` not
-# case-sensitive); a request with another filter key is forwarded to moto unlagged.
-LAGGED_FILTERS = {"name", "description", "tag-key", "tag-value"}
+LISTINGS = {}  # the request's filters -> (when moto was asked, the secrets it listed)
+LISTINGS_LOCK = threading.Lock()
 
 
-def moto_list_secrets():
-    """Every secret, as moto's ListSecrets lists it now (all pages)."""
+def moto_list_secrets(request):
+    """Every secret moto's ListSecrets lists now for the request's filters (all pages)."""
     secrets, token = [], None
     while True:
-        body = {"MaxResults": 100, **({"NextToken": token} if token else {})}
-        request = urllib.request.Request(
+        body = {k: v for k, v in request.items() if k not in ("NextToken", "MaxResults")}
+        body["MaxResults"] = 100
+        if token:
+            body["NextToken"] = token
+        forwarded = urllib.request.Request(
             MOTO_URL + "/",
             data=json.dumps(body).encode(),
             headers={
@@ -163,7 +164,7 @@ def moto_list_secrets():
             },
             method="POST",
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(forwarded, timeout=30) as response:
             page = json.loads(response.read())
         secrets.extend(page.get("SecretList", []))
         token = page.get("NextToken")
@@ -171,52 +172,24 @@ def moto_list_secrets():
             return secrets
 
 
-def take_snapshots():
-    """Refreshes SNAPSHOT every LIST_SECRETS_LAG seconds."""
-    while True:
-        try:
-            secrets = moto_list_secrets()
-            with SNAPSHOT_LOCK:
-                SNAPSHOT["secrets"] = secrets
-        except (OSError, ValueError) as error:
-            print(f"ListSecrets snapshot failed: {error}", file=sys.stderr, flush=True)
-        time.sleep(LIST_SECRETS_LAG)
-
-
-def filter_matches(key, value, secret):
-    """Whether one filter value matches the secret (AWS's rules for the LAGGED_FILTERS)."""
-    negate = value.startswith("!")
-    value = value[1:] if negate else value
-    tags = secret.get("Tags") or []
-    if key == "name":
-        hit = (secret.get("Name") or "").lower().startswith(value.lower())
-    elif key == "description":
-        hit = (secret.get("Description") or "").lower().startswith(value.lower())
-    elif key == "tag-key":
-        hit = any((t.get("Key") or "").startswith(value) for t in tags)
-    else:
-        hit = any((t.get("Value") or "").startswith(value) for t in tags)
-    return hit != negate
-
-
 def lagged_list_secrets(body):
-    """ListSecrets answered from the last snapshot, or None when it must go to moto."""
+    """ListSecrets answered as a lagging AWS would (all in one page), or None to forward it."""
     if LIST_SECRETS_LAG <= 0:
         return None
     request = json.loads(body or b"{}")
-    filters = request.get("Filters") or []
-    if any(f.get("Key") not in LAGGED_FILTERS for f in filters) or request.get("NextToken"):
+    if request.get("NextToken"):
         return None
-    with SNAPSHOT_LOCK:
-        secrets = SNAPSHOT["secrets"]
-    if secrets is None:
-        return None
-    listed = [
-        s
-        for s in secrets
-        if all(any(filter_matches(f["Key"], v, s) for v in f.get("Values") or []) for f in filters)
-    ]
-    return json.dumps({"SecretList": listed}).encode()
+    key = json.dumps(
+        {k: v for k, v in request.items() if k not in ("MaxResults",)}, sort_keys=True
+    )
+    now = time.monotonic()
+    with LISTINGS_LOCK:
+        kept = LISTINGS.get(key)
+    if kept is None or now - kept[0] > LIST_SECRETS_LAG:
+        kept = (now, moto_list_secrets(request))
+        with LISTINGS_LOCK:
+            LISTINGS[key] = kept
+    return json.dumps({"SecretList": kept[1]}).encode()
 
 
 def service_of(headers):
@@ -287,6 +260,4 @@ class Recorder(BaseHTTPRequestHandler):
         pass
 
 
-if LIST_SECRETS_LAG > 0:
-    threading.Thread(target=take_snapshots, daemon=True).start()
 ThreadingHTTPServer(("127.0.0.1", LISTEN_PORT), Recorder).serve_forever()
