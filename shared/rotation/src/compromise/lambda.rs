@@ -312,3 +312,38 @@ async fn retire_one(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_window_comes_from_its_variable_named_when_wrong() {
+        let name = variables::COMPROMISE_LISTING_LAG.name;
+        let default = Sweep::from_lookup(|_| None).unwrap();
+        assert_eq!(default.lag, Duration::from_secs(300));
+        assert_eq!(default.every, Duration::from_secs(30));
+        let short = Sweep::from_lookup(|n| (n == name).then(|| "8".to_owned())).unwrap();
+        assert_eq!(
+            (short.lag, short.every),
+            (Duration::from_secs(8), Duration::from_secs(1))
+        );
+        for bad in ["-1", "841", "soon"] {
+            let err = Sweep::from_lookup(|n| (n == name).then(|| bad.to_owned()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_incident_time_is_the_events_time_when_valid() {
+        let at = event_time(&json!({"time": "2026-12-04T18:00:00Z", "detail": {}})).unwrap();
+        assert_eq!(
+            at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
+            1_796_407_200
+        );
+        assert_eq!(event_time(&json!({"time": "yesterday"})), None);
+        assert_eq!(event_time(&json!({"detail": {}})), None);
+    }
+}
