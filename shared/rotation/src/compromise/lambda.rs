@@ -133,7 +133,9 @@ pub async fn respond(
         tracing::error!(error = %e, "rejected an invalid compromise request");
         diagnostic(&e)
     })?;
-    let settled = event_time(payload).unwrap_or_else(SystemTime::now) + sweep.lag;
+    // An event dated in the future (a skewed clock) counts from its arrival.
+    let arrived = SystemTime::now();
+    let settled = event_time(payload).map_or(arrived, |t| t.min(arrived)) + sweep.lag;
     let mut handled: BTreeSet<String> = BTreeSet::new();
     let mut retired = Vec::new();
     let mut failed = Vec::new();
