@@ -35,21 +35,29 @@ Each applied change is appended to the record file as {"Event": "applied", "id":
 The environment names the local servers: RDS_APPLY_SECONDS, PSQL, PG_SOCKET_DIR, PG_PORT,
 PG_PASSWORD_FILE, MARIADB, MARIADB_PORT, MARIADB_PASSWORD_FILE.
 
+Secrets Manager: the functions' Secrets Manager endpoint (AWS_ENDPOINT_URL_SECRETS_MANAGER) points
+here too. AWS documents ListSecrets as eventually consistent (a secret or tag changed in the last
+minutes may be missing from a listing); moto always answers with the current state. With
+ROTATION_LIST_SECRETS_LAG_SECONDS=L (L > 0), a ListSecrets is answered from the listing made for
+the same filters at most L seconds earlier, if there is one (else moto is asked, and its answer
+kept for the next L seconds): a change may be missing from listings for up to L seconds, as on
+AWS. Every other Secrets Manager call is forwarded unchanged (DescribeSecret and the others stay
+consistent, as on AWS for one secret).
+
 Usage: python rds-recorder.py LISTEN_PORT MOTO_URL RECORD_FILE
 """
 
 import base64
-import os
-import secrets
-import subprocess
-import time
-
 import hashlib
 import hmac
 import json
+import os
 import re
+import secrets
+import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -270,6 +278,57 @@ def with_pending_changes(reply, kind):
     return re.sub(f"<{element}>.*?</{element}>", rewrite, reply, flags=re.S)
 
 
+LIST_SECRETS_LAG = float(os.environ.get("ROTATION_LIST_SECRETS_LAG_SECONDS") or 0)
+LISTINGS = {}  # the request's filters -> (when moto was asked, the secrets it listed)
+LISTINGS_LOCK = threading.Lock()
+
+
+def moto_list_secrets(request):
+    """Every secret moto's ListSecrets lists now for the request's filters (all pages)."""
+    secrets, token = [], None
+    while True:
+        body = {k: v for k, v in request.items() if k not in ("NextToken", "MaxResults")}
+        body["MaxResults"] = 100
+        if token:
+            body["NextToken"] = token
+        forwarded = urllib.request.Request(
+            MOTO_URL + "/",
+            data=json.dumps(body).encode(),
+            headers={
+                "Content-Type": "application/x-amz-json-1.1",
+                "X-Amz-Target": "secretsmanager.ListSecrets",
+                "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0",
+            },
+            method="POST",
+        )
+        with urllib.request.urlopen(forwarded, timeout=30) as response:
+            page = json.loads(response.read())
+        secrets.extend(page.get("SecretList", []))
+        token = page.get("NextToken")
+        if not token:
+            return secrets
+
+
+def lagged_list_secrets(body):
+    """ListSecrets answered as a lagging AWS would (all in one page), or None to forward it."""
+    if LIST_SECRETS_LAG <= 0:
+        return None
+    request = json.loads(body or b"{}")
+    if request.get("NextToken"):
+        return None
+    key = json.dumps(
+        {k: v for k, v in request.items() if k not in ("MaxResults",)}, sort_keys=True
+    )
+    now = time.monotonic()
+    with LISTINGS_LOCK:
+        kept = LISTINGS.get(key)
+    if kept is None or now - kept[0] > LIST_SECRETS_LAG:
+        kept = (now, moto_list_secrets(request))
+        with LISTINGS_LOCK:
+            LISTINGS[key] = kept
+    return json.dumps({"SecretList": kept[1]}).encode()
+
+
 def service_of(headers):
     auth = AUTHORIZATION.match(headers.get("Authorization") or "")
     return auth["service"] if auth else None
@@ -293,10 +352,17 @@ class Recorder(BaseHTTPRequestHandler):
             self.end_headers()
             return
         service = service_of(self.headers)
+        params = {}
         if service == "sts":
             refusal = sts_refusal("POST", self.path, self.headers, body)
             if refusal:
                 self.reply_error(*refusal)
+                return
+        elif service == "secretsmanager":
+            target = self.headers.get("X-Amz-Target") or ""
+            lagged = lagged_list_secrets(body) if target.endswith(".ListSecrets") else None
+            if lagged is not None:
+                self.reply_json(lagged)
                 return
         elif service != "iam":
             params = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
@@ -334,6 +400,13 @@ class Recorder(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(reply)
         return reply
+
+    def reply_json(self, reply):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
 
     def reply_error(self, code, message):
         reply = (

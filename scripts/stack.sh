@@ -28,6 +28,10 @@ pg_port=${ROTATION_PG_PORT:-25432}
 lambda_port=${ROTATION_LAMBDA_PORT:-29001}
 mysql_port=${ROTATION_MYSQL_PORT:-23306}
 rds_port=${ROTATION_RDS_RECORDER_PORT:-$((moto_port + 1))}
+# ListSecrets lags as on AWS (the recorder answers it from a snapshot this many seconds old at
+# most), and the compromise function lists again for longer than that.
+list_secrets_lag=${ROTATION_LIST_SECRETS_LAG_SECONDS:-3}
+compromise_listing_lag=${ROTATION_COMPROMISE_LISTING_LAG_SECONDS:-8}
 log_level=${ROTATION_FUNCTION_LOG_LEVEL:-debug}
 event_bus=${ROTATION_EVENT_BUS_NAME-rotation-local}
 venv="$root/.venv"
@@ -94,6 +98,8 @@ export ROTATION_RDS_ENDPOINT='http://127.0.0.1:$rds_port'
 export AWS_ENDPOINT_URL_IAM='http://127.0.0.1:$rds_port'
 export AWS_ENDPOINT_URL_STS='http://127.0.0.1:$rds_port'
 export ROTATION_RDS_RECORD='$stack_dir/rds-requests.jsonl'
+export ROTATION_LIST_SECRETS_LAG_SECONDS='$list_secrets_lag'
+export ROTATION_COMPROMISE_LISTING_LAG_SECONDS='$compromise_listing_lag'
 export ROTATION_EVENT_BUS='$event_bus'
 export ROTATION_SECRETS_RECORD='$stack_dir/secrets-used.jsonl'
 ENV
@@ -196,6 +202,7 @@ start_moto() {
     PG_PORT="$pg_port" PG_PASSWORD_FILE="$stack_dir/pg/admin-password" \
     MARIADB="$(command -v mariadb || echo /usr/bin/mariadb)" MARIADB_PORT="$mysql_port" \
     MARIADB_PASSWORD_FILE="$stack_dir/mysql/admin-password" \
+  ROTATION_LIST_SECRETS_LAG_SECONDS="$list_secrets_lag" \
     setsid "$venv/bin/python" "$root/scripts/rds-recorder.py" "$rds_port" "http://127.0.0.1:$moto_port" \
     "$stack_dir/rds-requests.jsonl" >"$stack_dir/rds-recorder.log" 2>&1 < /dev/null &
   echo $! > "$stack_dir/rds-recorder.pid"
@@ -254,6 +261,8 @@ start_lambda() {
     -A 127.0.0.1 -P "$lambda_port" --ignore-changes --concurrency 4 \
     --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" \
     --env-var "AWS_ENDPOINT_URL_RDS=$ROTATION_RDS_ENDPOINT" \
+    --env-var "AWS_ENDPOINT_URL_SECRETS_MANAGER=$ROTATION_RDS_ENDPOINT" \
+    --env-var "ROTATION_COMPROMISE_LISTING_LAG_SECONDS=$compromise_listing_lag" \
     --env-var "AWS_ENDPOINT_URL_IAM=$AWS_ENDPOINT_URL_IAM" \
     --env-var "AWS_ENDPOINT_URL_STS=$AWS_ENDPOINT_URL_STS" \
     --env-var "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID" \

@@ -10,11 +10,13 @@ use crate::invoke::InvokeError;
 /// A failure of the command line, with what to do about it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CliError {
-    /// The SDK found no usable AWS credentials.
-    #[error("no AWS credentials: {detail}. Set AWS_PROFILE (and run `aws sso login`), or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")]
+    /// The SDK found no usable AWS credentials (for the profile, when one is selected).
+    #[error("{}", no_credentials(detail, profile.as_deref()))]
     NoCredentials {
         /// What the SDK said.
         detail: String,
+        /// The profile selected with AWS_PROFILE, if any.
+        profile: Option<String>,
     },
     /// No region is configured.
     #[error("no AWS region: pass --region or set AWS_REGION")]
@@ -106,11 +108,27 @@ impl CliError {
     }
 }
 
+/// The message for missing credentials: with a profile, what to do about that profile (an
+/// IAM Identity Center profile needs `aws sso login`, a `credential_process` must print
+/// credentials); without one, how to select credentials.
+fn no_credentials(detail: &str, profile: Option<&str>) -> String {
+    match profile {
+        Some(profile) => format!(
+            "no AWS credentials from profile `{profile}` (AWS_PROFILE): {detail}. If it is an IAM Identity Center (SSO) profile, run `aws sso login --profile {profile}`; if it uses credential_process, check that the command prints credentials"
+        ),
+        None => format!(
+            "no AWS credentials: {detail}. Set AWS_PROFILE (and run `aws sso login`), or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+        ),
+    }
+}
+
 /// Where the command line talks to, for messages.
 #[derive(Debug, Clone)]
 pub struct Context {
     /// The configured region.
     pub region: String,
+    /// The profile selected with AWS_PROFILE, if any (its credentials are the ones used).
+    pub profile: Option<String>,
 }
 
 impl Context {
@@ -137,6 +155,7 @@ impl Context {
         {
             CliError::NoCredentials {
                 detail: message.to_owned(),
+                profile: self.profile.clone(),
             }
         } else if has("dispatch failure") || has("dns error") || has("Connection refused") {
             CliError::Unreachable {
@@ -241,6 +260,7 @@ mod tests {
     fn ctx() -> Context {
         Context {
             region: "eu-west-1".into(),
+            profile: None,
         }
     }
 
@@ -269,6 +289,21 @@ mod tests {
         assert!(!e.to_string().contains("DispatchFailure {"), "{e}");
         let e = ctx().aws("app", "UnrecognizedClientException: bad token");
         assert_eq!(e.kind(), "NoCredentials");
+    }
+
+    #[test]
+    fn missing_credentials_name_the_selected_profile_and_what_to_run() {
+        let with_profile = Context {
+            profile: Some("oncall".into()),
+            ..ctx()
+        };
+        let e = with_profile.aws("app", "dispatch failure: other: failed to load credentials");
+        assert_eq!(e.kind(), "NoCredentials");
+        let text = e.to_string();
+        assert!(text.contains("profile `oncall`"), "{text}");
+        assert!(text.contains("aws sso login --profile oncall"), "{text}");
+        let text = ctx().aws("app", "no credentials in the chain").to_string();
+        assert!(text.contains("Set AWS_PROFILE"), "{text}");
     }
 
     #[test]

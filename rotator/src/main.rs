@@ -154,12 +154,16 @@ async fn aws_config(cli: &Cli) -> Result<(aws_config::SdkConfig, Context), CliEr
         .map(ToString::to_string)
         .filter(|r| !r.trim().is_empty())
         .ok_or(CliError::NoRegion)?;
+    let profile = std::env::var("AWS_PROFILE")
+        .ok()
+        .filter(|p| !p.trim().is_empty());
     if aws.credentials_provider().is_none() {
         return Err(CliError::NoCredentials {
             detail: "no credentials provider is configured".to_owned(),
+            profile,
         });
     }
-    Ok((aws, Context { region }))
+    Ok((aws, Context { region, profile }))
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, CliError> {

@@ -488,6 +488,7 @@ mod tests {
             Duration::from_secs(1),
             Context {
                 region: "us-east-1".into(),
+                profile: None,
             },
         );
         let started = Instant::now();

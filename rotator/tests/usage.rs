@@ -101,3 +101,45 @@ fn missing_credentials_are_named() {
         stderr(&out)
     );
 }
+
+#[test]
+fn an_sso_profile_without_a_cached_token_names_the_profile_and_the_login_to_run() {
+    // An IAM Identity Center profile, as `aws configure sso` writes it, and an empty home: no
+    // token in ~/.aws/sso/cache. Without aws-config's `sso` feature the SDK cannot even read
+    // such a profile ("requires following cargo feature(s) enabled: sso").
+    let dir = std::env::temp_dir().join(format!("rotator-sso-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("home")).unwrap();
+    let config = dir.join("config");
+    std::fs::write(
+        &config,
+        "[profile oncall]\nsso_start_url = https://example.awsapps.com/start\nsso_region = us-east-1\nsso_account_id = 123456789012\nsso_role_name = OnCall\nregion = us-east-1\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rotator"))
+        .args(["--endpoint-url", "http://127.0.0.1:9", "status", "app"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_REGION")
+        .env("HOME", dir.join("home"))
+        .env("AWS_PROFILE", "oncall")
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("running rotator");
+    std::fs::remove_dir_all(&dir).ok();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("no AWS credentials from profile `oncall`"),
+        "{err}"
+    );
+    assert!(err.contains("aws sso login --profile oncall"), "{err}");
+    assert!(
+        err.contains("sso/cache"),
+        "the SSO provider looked for its token: {err}"
+    );
+    assert!(!err.contains("cargo feature"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

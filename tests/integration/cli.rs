@@ -19,7 +19,7 @@ use test_support::{assert_succeeded, Credentials, Db, Role, Stack, TestUser};
 /// The `rotator` binary of this build (target/<profile>/rotator, beside this test's deps
 /// directory). `cargo test --workspace` builds it (the `rotator` package has integration tests of
 /// its own); alone, run `cargo build -p rotator` first.
-fn rotator_bin() -> &'static PathBuf {
+pub(crate) fn rotator_bin() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().expect("the test's path");

@@ -12,6 +12,10 @@ use super::request::CompromiseRequest;
 use crate::error::RotationError;
 use crate::mode::{Mode, MODE_TAG};
 use crate::providers;
+use crate::providers::rds::{TAG_PRIMARY_CLUSTER, TAG_PRIMARY_INSTANCE};
+
+/// The provider of a [`SecretPlan`] for a master secret that RDS manages and rotates.
+pub const RDS_MANAGED: &str = "rds-managed";
 use crate::secrets_manager::{SecretsManager, AWSCURRENT};
 
 /// How one secret's credentials are retired.
@@ -95,6 +99,21 @@ pub async fn select(
 /// it) and its provider's number of rotations, read from the current value (never logged).
 pub async fn plan(sm: &SecretsManager, secret_id: &str) -> Result<SecretPlan, CompromiseError> {
     let metadata = sm.describe(secret_id).await?;
+    // A master secret RDS manages (only username and password, tagged by RDS with its
+    // instance or cluster): RDS rotates it when Secrets Manager's RotateSecret asks, and the
+    // old password stops working then. Its value is not read.
+    if metadata.tags.keys().any(|k| {
+        k.eq_ignore_ascii_case(TAG_PRIMARY_INSTANCE) || k.eq_ignore_ascii_case(TAG_PRIMARY_CLUSTER)
+    }) {
+        return Ok(SecretPlan {
+            secret_arn: metadata.arn,
+            secret_name: metadata.name,
+            mode: Mode::SecretsManager,
+            provider: RDS_MANAGED,
+            strategy: "managed-by-rds",
+            rotations: 1,
+        });
+    }
     let mode = Mode::of(&metadata.tags, &metadata.arn)?;
     let not_rotatable = |problem: String| CompromiseError::NotRotatable {
         secret: metadata.arn.clone(),

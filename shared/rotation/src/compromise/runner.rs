@@ -350,6 +350,12 @@ impl Runner {
                     .await
                     .map_err(|e| failed(aws_sdk_sfn::error::DisplayErrorContext(e).to_string()))?;
             }
+            (Start::Local(_), _) if plan.provider == super::plan::RDS_MANAGED => {
+                return Err(CompromiseError::NotRotatable {
+                    secret: plan.secret_arn.clone(),
+                    problem: "managed by RDS, which rotates it when RotateSecret asks; the local stack cannot run RDS's managed rotation".to_owned(),
+                });
+            }
             (Start::Local(invoker), mode) => {
                 let driver = LocalDriver::new(invoker.clone(), self.secrets.clone(), mode);
                 let runs = driver

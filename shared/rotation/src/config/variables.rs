@@ -371,6 +371,15 @@ pub const COMPROMISE_TIMEOUT: Variable = Variable {
     values: seconds(600, 1, 900),
     meaning: "compromise function: how long one rotation may take",
 };
+/// How long after an incident's event (its `time`, else its arrival) the compromise function
+/// keeps re-listing secrets by tag: ListSecrets is eventually consistent and may miss a tag
+/// added in the last minutes, so a selection by tag is listed again until this window has
+/// passed.
+pub const COMPROMISE_LISTING_LAG: Variable = Variable {
+    name: "ROTATION_COMPROMISE_LISTING_LAG_SECONDS",
+    values: seconds(300, 0, 840),
+    meaning: "compromise function: how long after the incident's event a selection by tag is listed again (ListSecrets lags); a response that cannot wait that long fails so that Lambda's retry re-checks it",
+};
 /// Most secrets one incident may rotate; an event selecting more is refused before anything
 /// rotates.
 pub const COMPROMISE_MAX_SECRETS: Variable = Variable {
@@ -423,6 +432,7 @@ pub const VARIABLES: &[Variable] = &[
     METRICS_NAMESPACE,
     STATE_MACHINE_ARN,
     COMPROMISE_TIMEOUT,
+    COMPROMISE_LISTING_LAG,
     COMPROMISE_MAX_SECRETS,
     COMPROMISE_MAX_ROTATIONS_PER_HOUR,
     LOCAL_LAMBDA_ENDPOINT,

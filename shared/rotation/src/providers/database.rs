@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use serde_json::{Map, Value};
 
 use super::database_secret::{DatabaseSecret, Endpoint, MasterSecret, Strategy, TlsMode};
-use super::{parse_object, rds, ProviderResult, StepContext};
+use super::{parse_object, rds, secret_fields, ProviderResult, StepContext};
 use crate::error::{Credential, DbFailure, Result, RotationError};
 use crate::report::Outcome;
 use crate::secrets_manager::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
@@ -226,11 +226,14 @@ pub fn profile<D: Database>(
     secret: &str,
     version: &str,
 ) -> Result<super::Profile> {
-    let parsed = DatabaseSecret::parse(fields, secret, version, D::DEFAULT_PORT)?;
+    // Only what the plan needs: a secret whose endpoint RDS discovery provides has no `host`,
+    // and its connection fields are checked by the rotation itself.
+    let engine = secret_fields(&fields, secret, version).required_str("engine")?;
+    let strategy = DatabaseSecret::strategy_of(&fields, secret, version)?;
     Ok(super::Profile {
         provider: D::PROVIDER,
-        strategy: parsed.strategy.as_str(),
-        rotations_to_retire: parsed.strategy.rotations_to_retire(&parsed.engine),
+        strategy: strategy.as_str(),
+        rotations_to_retire: strategy.rotations_to_retire(engine),
     })
 }
 

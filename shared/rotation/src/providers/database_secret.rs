@@ -156,6 +156,44 @@ impl fmt::Debug for DatabaseSecret {
 }
 
 impl DatabaseSecret {
+    /// The strategy a database secret asks for (field `strategy`, else `masterarn`'s presence),
+    /// read without the connection fields: a secret whose endpoint RDS discovery provides (no
+    /// `host`) is planned like any other.
+    pub fn strategy_of(
+        fields: &Map<String, Value>,
+        secret: &str,
+        version: &str,
+    ) -> Result<Strategy> {
+        let reader = secret_fields(fields, secret, version);
+        let masterarn = reader.optional_str("masterarn")?;
+        let db_instance_identifier = reader.optional_str("dbInstanceIdentifier")?;
+        let db_cluster_identifier = reader.optional_str("dbClusterIdentifier")?;
+        Ok(match (reader.optional_str("strategy")?, masterarn) {
+            (None, None) => Strategy::SingleUser,
+            (None, Some(_)) => Strategy::AlternatingUsers,
+            (Some("single-user"), _) => Strategy::SingleUser,
+            (Some("alternating-users"), Some(_)) => Strategy::AlternatingUsers,
+            (Some("alternating-users"), None) => {
+                return Err(reader.error("masterarn", "is missing: the alternating-users strategy needs the master user's secret"))
+            }
+            (Some("rds-master"), _)
+                if db_instance_identifier.is_none() && db_cluster_identifier.is_none() =>
+            {
+                return Err(reader.error(
+                    "dbInstanceIdentifier",
+                    "is missing: the rds-master strategy needs dbInstanceIdentifier or dbClusterIdentifier",
+                ))
+            }
+            (Some("rds-master"), _) => Strategy::RdsMaster,
+            (Some(other), _) => {
+                return Err(reader.error(
+                    "strategy",
+                    format!("unsupported value {other:?}; expected single-user, alternating-users or rds-master"),
+                ))
+            }
+        })
+    }
+
     /// Parses a database secret; `default_port` is the engine's port when `port` is absent.
     pub fn parse(
         fields: Map<String, Value>,
@@ -181,30 +219,7 @@ impl DatabaseSecret {
         let db_cluster_identifier = reader
             .optional_str("dbClusterIdentifier")?
             .map(str::to_owned);
-        let strategy = match (reader.optional_str("strategy")?, &masterarn) {
-            (None, None) => Strategy::SingleUser,
-            (None, Some(_)) => Strategy::AlternatingUsers,
-            (Some("single-user"), _) => Strategy::SingleUser,
-            (Some("alternating-users"), Some(_)) => Strategy::AlternatingUsers,
-            (Some("alternating-users"), None) => {
-                return Err(reader.error("masterarn", "is missing: the alternating-users strategy needs the master user's secret"))
-            }
-            (Some("rds-master"), _)
-                if db_instance_identifier.is_none() && db_cluster_identifier.is_none() =>
-            {
-                return Err(reader.error(
-                    "dbInstanceIdentifier",
-                    "is missing: the rds-master strategy needs dbInstanceIdentifier or dbClusterIdentifier",
-                ))
-            }
-            (Some("rds-master"), _) => Strategy::RdsMaster,
-            (Some(other), _) => {
-                return Err(reader.error(
-                    "strategy",
-                    format!("unsupported value {other:?}; expected single-user, alternating-users or rds-master"),
-                ))
-            }
-        };
+        let strategy = Self::strategy_of(&fields, secret, version)?;
         let mut fields = fields;
         fields.remove("password");
         // Values RDS discovery added are used for this step, not carried into the next version.

@@ -299,3 +299,49 @@ pub fn describe_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile_of(value: serde_json::Value) -> Result<Profile> {
+        profile(&SecretString::from(value.to_string()), "s", "AWSCURRENT")
+    }
+
+    #[test]
+    fn secrets_without_a_host_are_planned_from_their_strategy() {
+        // As events/secrets/aurora-mysql-rds-master.json: RDS discovery gives the endpoint.
+        let master = profile_of(serde_json::json!({
+            "engine": "aurora-mysql", "dbClusterIdentifier": "orders",
+            "username": "admin", "password": "p", "strategy": "rds-master"
+        }))
+        .unwrap();
+        assert_eq!(
+            (master.strategy, master.rotations_to_retire),
+            ("rds-master", 1)
+        );
+        let discovered = profile_of(serde_json::json!({
+            "engine": "postgres", "dbInstanceIdentifier": "db1", "username": "app", "password": "p"
+        }))
+        .unwrap();
+        assert_eq!(
+            (
+                discovered.provider,
+                discovered.strategy,
+                discovered.rotations_to_retire
+            ),
+            ("postgres", "single-user", 1)
+        );
+        let mysql = profile_of(serde_json::json!({
+            "engine": "mysql", "dbInstanceIdentifier": "db1", "username": "app", "password": "p"
+        }))
+        .unwrap();
+        assert_eq!(mysql.rotations_to_retire, 2);
+        let err = profile_of(serde_json::json!({
+            "engine": "postgres", "dbInstanceIdentifier": "db1", "strategy": "rds-master2"
+        }))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`strategy`"), "{err}");
+    }
+}
