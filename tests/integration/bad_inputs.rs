@@ -223,7 +223,7 @@ async fn invalid_secrets_name_the_field_and_never_the_value() {
         let arn = stack
             .secrets
             .create_secret()
-            .name(&name)
+            .name(Stack::secret_name(&name))
             .secret_string(value.clone())
             .send()
             .await
