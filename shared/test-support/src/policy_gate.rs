@@ -514,7 +514,19 @@ impl Gate {
     }
 
     async fn iam_checks(&self, call: &Call, action: &str) -> Vec<Check> {
-        let Some(user) = call.form.get("UserName") else {
+        // GetAccessKeyLastUsed names only the key: its resource is the key's user.
+        let owner = match call.form.get("AccessKeyId") {
+            Some(key) if !call.form.contains_key("UserName") => self
+                .iam
+                .get_access_key_last_used()
+                .access_key_id(key)
+                .send()
+                .await
+                .ok()
+                .and_then(|o| o.user_name().map(str::to_owned)),
+            _ => None,
+        };
+        let Some(user) = call.form.get("UserName").or(owner.as_ref()) else {
             return vec![Check::new(action, "*")];
         };
         let d = &self.deployment;
