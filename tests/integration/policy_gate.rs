@@ -7,10 +7,13 @@
 
 use aws_config::{AppName, BehaviorVersion};
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+use rotation::event::Step;
 use rotation::mode::Mode;
+use rotation::secrets_manager::{AWSCURRENT, AWSPENDING};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use test_support::iam::IamUser;
-use test_support::Stack;
+use test_support::{assert_succeeded, Db, Role, Stack, TestUser};
 
 fn gate_endpoint() -> String {
     std::env::var("ROTATION_POLICY_GATE_ENDPOINT")
@@ -259,4 +262,85 @@ async fn a_wrong_resource_tag_is_refused() {
         1,
         "no key created or deleted"
     );
+}
+
+/// Whether the gate logged an allowed `action` by `function` on a resource containing
+/// `resource`.
+fn allowed(function: &str, action: &str, resource: &str) -> bool {
+    decisions().iter().any(|d| {
+        d["decision"] == "allow"
+            && d["function"] == function
+            && d["checks"].as_array().into_iter().flatten().any(|c| {
+                c["action"] == action
+                    && c["resource"].as_str().is_some_and(|r| r.contains(resource))
+            })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn own_masters_rds_discovery_and_rds_master_rotate_in_both_modes_under_the_enforced_policy() {
+    let stack = Stack::from_env().await;
+    for mode in [Mode::SecretsManager, Mode::Workflow] {
+        let driver = stack.driver(mode);
+        let set = match mode {
+            Mode::SecretsManager => "rotate",
+            Mode::Workflow => "set-secret",
+        };
+
+        // Alternating users whose master secret is no RDS-managed one.
+        let alternating = stack
+            .alternating_user_with_secret(Db::Postgres, "gatealt", false, mode)
+            .await;
+        let run = driver.rotate(&alternating.app.secret_arn).await.unwrap();
+        assert_succeeded(&run);
+        assert!(
+            allowed(
+                set,
+                "secretsmanager:GetSecretValue",
+                &alternating.master.arn
+            ),
+            "{mode:?}: the master secret was read through the gate"
+        );
+
+        // Endpoint discovery from a tagged DB instance.
+        let instance = stack.rds_instance("postgres", "rdsadmin").await;
+        let TestUser { secret_arn, .. } = stack
+            .db_user_with_secret_value(Db::Postgres, "gatedisc", mode, |user, password| {
+                json!({"dbInstanceIdentifier": instance.id, "username": user, "password": password.expose_secret(), "dbname": "postgres"})
+            })
+            .await;
+        assert_succeeded(&driver.rotate(&secret_arn).await.unwrap());
+        assert!(allowed(set, "rds:DescribeDBInstances", &instance.arn));
+
+        // rds-master: RDS sets the master password (the test plays RDS's part between the
+        // steps, as moto has no database).
+        let master = Stack::unique("pggatemaster");
+        let instance = stack.rds_instance("postgres", &master).await;
+        let original = stack
+            .create_db_user(Db::Postgres, &master, Role::Master)
+            .await;
+        let value = json!({
+            "engine": "postgres", "dbInstanceIdentifier": instance.id, "username": master,
+            "password": original.expose_secret(), "dbname": "postgres", "strategy": "rds-master",
+        });
+        let arn = stack
+            .create_rotating_secret(&Stack::unique("gaterdsmaster"), &value, mode)
+            .await;
+        let (token, _) = driver.next_token(&arn).await.unwrap();
+        let runs = driver
+            .run_steps(&[Step::Create, Step::Set], &arn, &token, None)
+            .await;
+        assert!(runs.iter().all(|r| r.result.is_ok()), "{mode:?}: {runs:?}");
+        let pending = stack.credentials(&arn, AWSPENDING).await.password;
+        stack
+            .apply_master_password(Db::Postgres, &master, &pending)
+            .await;
+        let rest = driver
+            .run_steps(&[Step::Test, Step::Finish], &arn, &token, None)
+            .await;
+        assert!(rest.iter().all(|r| r.result.is_ok()), "{mode:?}: {rest:?}");
+        let current = stack.credentials(&arn, AWSCURRENT).await.password;
+        stack.assert_db_login(Db::Postgres, &master, &current).await;
+        assert!(allowed(set, "rds:ModifyDBInstance", &instance.arn));
+    }
 }
