@@ -344,3 +344,53 @@ async fn own_masters_rds_discovery_and_rds_master_rotate_in_both_modes_under_the
         assert!(allowed(set, "rds:ModifyDBInstance", &instance.arn));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn customer_managed_keys_serve_only_the_secrets_the_template_names_them_for() {
+    use test_support::template::{TEST_BED_MASTERS_KEY, TEST_BED_SECRETS_KEY};
+    let stack = Stack::from_env().await;
+    for mode in [Mode::SecretsManager, Mode::Workflow] {
+        let driver = stack.driver(mode);
+        // The secrets' key for the secret, the masters' own key for its master.
+        let alternating = stack
+            .alternating_user_with_secret(Db::Postgres, "gatekms", false, mode)
+            .await;
+        stack
+            .encrypt_with(&alternating.app.secret_arn, TEST_BED_SECRETS_KEY)
+            .await;
+        stack
+            .encrypt_with(&alternating.master.arn, TEST_BED_MASTERS_KEY)
+            .await;
+        assert_succeeded(&driver.rotate(&alternating.app.secret_arn).await.unwrap());
+        let set = match mode {
+            Mode::SecretsManager => "rotate",
+            Mode::Workflow => "set-secret",
+        };
+        assert!(
+            allowed(set, "kms:Decrypt", TEST_BED_MASTERS_KEY),
+            "{mode:?}"
+        );
+        assert!(allowed(
+            match mode {
+                Mode::SecretsManager => "rotate",
+                Mode::Workflow => "create-secret",
+            },
+            "kms:GenerateDataKey",
+            TEST_BED_SECRETS_KEY
+        ));
+
+        // The masters' key does not open a rotated secret.
+        let TestUser { secret_arn, .. } = stack
+            .db_user_with_secret(Db::Postgres, "gatekmswrong", mode)
+            .await;
+        stack.encrypt_with(&secret_arn, TEST_BED_MASTERS_KEY).await;
+        let before = stack.labels(&secret_arn).await;
+        let run = driver.rotate(&secret_arn).await.unwrap();
+        let failure = run.failure().expect("refused").to_string();
+        assert!(
+            failure.contains("kms:Decrypt") && failure.contains(TEST_BED_MASTERS_KEY),
+            "{mode:?}: {failure}"
+        );
+        assert_eq!(stack.labels(&secret_arn).await, before, "nothing changed");
+    }
+}

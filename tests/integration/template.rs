@@ -884,10 +884,13 @@ fn both_modes_read_the_same_master_secrets() {
 fn every_arn_names_the_deployments_partition() {
     let mut china = Deployment::test_bed();
     china.partition = "aws-cn".into();
-    china.parameters.insert(
-        "MasterSecretsKmsKeyArn".into(),
-        "arn:aws-cn:kms:cn-north-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab".into(),
-    );
+    for key in ["SecretsKmsKeyArn", "MasterSecretsKmsKeyArn"] {
+        china.parameters.insert(
+            key.into(),
+            "arn:aws-cn:kms:cn-north-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+                .into(),
+        );
+    }
     let resolved = china.resolve(&template()).expect("the template resolves");
     for (id, _) in resources(&template()) {
         let Some(resource) = resolved.resource(id) else {

@@ -536,6 +536,19 @@ impl Stack {
         out.arn().expect("ARN").to_owned()
     }
 
+    /// Encrypts a secret with the customer managed KMS key `key` from now on (UpdateSecret's
+    /// KmsKeyId: no new version). moto stores the key without using it; the policy gate checks
+    /// the KMS call Secrets Manager would make with it.
+    pub async fn encrypt_with(&self, secret_id: &str, key: &str) {
+        self.secrets
+            .update_secret()
+            .secret_id(secret_id)
+            .kms_key_id(key)
+            .send()
+            .await
+            .expect("UpdateSecret KmsKeyId");
+    }
+
     /// Creates a secret with tags (Secrets Manager mode, rotation not yet enabled).
     pub async fn create_tagged_secret(
         &self,

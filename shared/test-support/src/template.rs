@@ -95,11 +95,20 @@ pub const TEST_BED_IAM_PATH: &str = "/rotation/";
 pub const RDS_SCOPE_TAG: &str = "rotation-scope";
 /// The test bed's `RdsScopeTagValue`.
 pub const TEST_BED_RDS_SCOPE: &str = "test-bed";
+/// The test bed's `SecretsKmsKeyArn` (moto stores a secret's key without using it; the policy
+/// gate checks the KMS call Secrets Manager would make with it).
+pub const TEST_BED_SECRETS_KEY: &str =
+    "arn:aws:kms:us-east-1:123456789012:key/0e5ec2e7-0000-4000-8000-000000000001";
+/// The test bed's `MasterSecretsKmsKeyArn`: the master secrets' own key.
+pub const TEST_BED_MASTERS_KEY: &str =
+    "arn:aws:kms:us-east-1:123456789012:key/0e5ec2e7-0000-4000-8000-000000000002";
 
 impl Deployment {
     /// The deployment the local stack plays: moto's account and Region, every provider on and
     /// scoped ([`TEST_BED_SECRET_PREFIX`], [`TEST_BED_MASTER_PREFIX`], [`TEST_BED_IAM_PATH`],
-    /// [`TEST_BED_RDS_SCOPE`]), and the stack's event bus (`ROTATION_EVENT_BUS`).
+    /// [`TEST_BED_RDS_SCOPE`]), customer managed keys for the secrets and for the masters
+    /// ([`TEST_BED_SECRETS_KEY`], [`TEST_BED_MASTERS_KEY`]), and the stack's event bus
+    /// (`ROTATION_EVENT_BUS`).
     pub fn test_bed() -> Self {
         let bus = std::env::var("ROTATION_EVENT_BUS")
             .ok()
@@ -114,6 +123,8 @@ impl Deployment {
             ("IamUserPath", TEST_BED_IAM_PATH.to_owned()),
             ("RdsScopeTagValue", TEST_BED_RDS_SCOPE.to_owned()),
             ("RdsMasterRotation", "true".to_owned()),
+            ("SecretsKmsKeyArn", TEST_BED_SECRETS_KEY.to_owned()),
+            ("MasterSecretsKmsKeyArn", TEST_BED_MASTERS_KEY.to_owned()),
             ("EventBusName", bus),
         ]
         .into_iter()
