@@ -245,6 +245,15 @@ mod tests {
     use std::collections::HashMap;
 
     #[test]
+    fn every_function_names_itself_in_a_valid_sdk_app_name() {
+        for function in crate::mode::FUNCTIONS {
+            let name = app_name(function);
+            assert_eq!(name, format!("secret-rotation-{function}"));
+            aws_config::AppName::new(name).expect("a valid app name");
+        }
+    }
+
+    #[test]
     fn defaults_and_overrides() {
         let config = Config::from_lookup(|_| None).unwrap();
         assert_eq!(config.db_connect_timeout, Duration::from_secs(5));

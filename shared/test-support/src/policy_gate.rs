@@ -731,6 +731,119 @@ fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
 mod tests {
     use super::*;
 
+    fn parts(headers: &[(&str, &str)], uri: &str) -> hyper::http::request::Parts {
+        let mut request = Request::builder().method("POST").uri(uri);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        request.body(()).expect("request").into_parts().0
+    }
+
+    const SIGNED_SM: &str = "AWS4-HMAC-SHA256 Credential=testing/20261204/us-east-1/secretsmanager/aws4_request, SignedHeaders=host;x-amz-date, Signature=00";
+
+    #[test]
+    fn the_function_comes_from_the_user_agents_app_name() {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        let call = Call::read(
+            &parts(
+                &[
+                    ("user-agent", "aws-sdk-rust/1.3.9 os/linux lang/rust/1.95.0"),
+                    (
+                        "x-amz-user-agent",
+                        "aws-sdk-rust/1.3.9 api/secretsmanager/1.90.0 os/linux app/secret-rotation-set-secret",
+                    ),
+                    ("x-amz-target", "secretsmanager.GetSecretValue"),
+                    ("authorization", SIGNED_SM),
+                ],
+                "/",
+            ),
+            br#"{"SecretId":"rotation/a"}"#,
+        );
+        assert_eq!(call.function.as_deref(), Some("set-secret"));
+        assert_eq!(
+            (call.service.as_str(), call.operation.as_str()),
+            ("secretsmanager", "GetSecretValue")
+        );
+        assert_eq!(call.protocol, Protocol::Json);
+        assert_eq!(call.json["SecretId"], "rotation/a");
+        assert!(!call.signed_by_other_key);
+
+        let anonymous = Call::read(
+            &parts(
+                &[("user-agent", "curl/8"), ("authorization", SIGNED_SM)],
+                "/",
+            ),
+            b"",
+        );
+        assert_eq!(anonymous.function, None);
+        let other_app = Call::read(
+            &parts(
+                &[
+                    ("x-amz-user-agent", "app/someone-else"),
+                    ("authorization", SIGNED_SM),
+                ],
+                "/",
+            ),
+            b"",
+        );
+        assert_eq!(other_app.function, None);
+    }
+
+    #[test]
+    fn query_and_rest_calls_are_read_from_form_and_path() {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        let iam = Call::read(
+            &parts(
+                &[(
+                    "authorization",
+                    "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLEKEY000001/20261204/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=00",
+                )],
+                "/",
+            ),
+            b"Action=ListAccessKeys&Version=2010-05-08&UserName=app%2Bci",
+        );
+        assert_eq!(
+            (iam.service.as_str(), iam.operation.as_str()),
+            ("iam", "ListAccessKeys")
+        );
+        assert_eq!(iam.protocol, Protocol::Query);
+        assert_eq!(iam.form["UserName"], "app+ci");
+        assert!(
+            iam.signed_by_other_key,
+            "an IAM user's key, not the function's"
+        );
+
+        let invoke = Call::read(
+            &parts(
+                &[("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261204/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=00")],
+                "/2015-03-31/functions/rotate/invocations",
+            ),
+            b"{}",
+        );
+        assert_eq!(invoke.protocol, Protocol::RestJson);
+        assert_eq!(invoke.service, "lambda");
+    }
+
+    #[tokio::test]
+    async fn access_denied_has_awss_shape_per_protocol() {
+        let json = Protocol::Json.access_denied("User: x is not authorized");
+        assert_eq!(json.status(), StatusCode::BAD_REQUEST);
+        let body = json.into_body().collect().await.expect("body").to_bytes();
+        let body: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["__type"], "AccessDeniedException");
+        assert_eq!(body["Message"], "User: x is not authorized");
+
+        let query = Protocol::Query.access_denied("a <b> & c");
+        assert_eq!(query.status(), StatusCode::FORBIDDEN);
+        let body = query.into_body().collect().await.expect("body").to_bytes();
+        let body = String::from_utf8(body.to_vec()).expect("UTF-8");
+        assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");
+        assert!(
+            body.contains("<Message>a &lt;b&gt; &amp; c</Message>"),
+            "{body}"
+        );
+    }
+
     #[test]
     fn form_values_are_percent_decoded() {
         let form = parse_form(b"Action=DescribeDBInstances&DBInstanceIdentifier=db-a%2Fb+c&X=%");
