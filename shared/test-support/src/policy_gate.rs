@@ -380,6 +380,21 @@ impl Gate {
                 vec![Check::new("lambda:InvokeFunction", arn)]
             }
             "rds" => self.rds_checks(call, &action).await,
+            // CloudWatch signs as `monitoring`; its IAM prefix is `cloudwatch`, and PutMetricData
+            // may be conditioned on the namespace. (A CBOR body, the rpcv2 protocol, is not read:
+            // the namespace is then missing and a statement that requires it does not apply.)
+            "monitoring" => {
+                let mut check = Check::new(format!("cloudwatch:{op}"), "*");
+                if let Some(namespace) = call
+                    .form
+                    .get("Namespace")
+                    .cloned()
+                    .or_else(|| call.json["Namespace"].as_str().map(str::to_owned))
+                {
+                    check = check.with("cloudwatch:namespace", namespace);
+                }
+                vec![check]
+            }
             "iam" => self.iam_checks(call, &action).await,
             _ => vec![Check::new(action, "*")],
         }
@@ -664,7 +679,14 @@ impl Call {
             (Protocol::RestJson, "Invoke".to_owned(), Value::Null)
         } else {
             form.extend(parse_form(body));
-            let operation = form.get("Action").cloned().unwrap_or_default();
+            let operation = match form.get("Action") {
+                Some(action) => action.clone(),
+                // The rpcv2 protocol names the operation in the path.
+                None => path
+                    .split_once("/operation/")
+                    .map(|(_, op)| op.to_owned())
+                    .unwrap_or_default(),
+            };
             (Protocol::Query, operation, Value::Null)
         };
         Call {
