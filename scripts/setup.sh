@@ -4,7 +4,8 @@
 # (scripts/requirements-cargo-lambda.txt), PostgreSQL and MariaDB servers from Debian's packages
 # when none is installed, and openssl. With --test-tools (scripts/test.sh,
 # scripts/build-artifacts.sh) also what only the tests and the arm64 build use:
-# scripts/requirements-test.txt (cfn-lint, checkov, zig), cargo-fuzz and cargo-deny. Every step
+# scripts/requirements-test.txt (cfn-lint, checkov, zig), the SAM CLI into .venv-sam
+# (scripts/requirements-sam.txt), cargo-fuzz and cargo-deny. Every step
 # is skipped when its result is already there (a requirements file is installed again only when
 # it changed since its last install).
 #
@@ -78,5 +79,16 @@ pip_install requirements-stack.txt
 pip_install requirements-cargo-lambda.txt --no-deps
 if $test_tools; then
   pip_install requirements-test.txt
+  # The SAM CLI and translator (scripts/sam-check.sh) in a venv of their own: their boto3 and
+  # packaging pins exclude checkov's.
+  sam_venv="$root/.venv-sam"
+  [ -x "$sam_venv/bin/python" ] || { log "creating the SAM venv at .venv-sam"; python3 -m venv "$sam_venv"; }
+  sam_stamp="$sam_venv/.installed-requirements-sam.txt"
+  sam_want=$(sha256sum "$root/scripts/requirements-sam.txt" | cut -d' ' -f1)
+  if [ "$(cat "$sam_stamp" 2>/dev/null)" != "$sam_want" ]; then
+    log "installing scripts/requirements-sam.txt into .venv-sam"
+    "$sam_venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements-sam.txt"
+    echo "$sam_want" > "$sam_stamp"
+  fi
 fi
 log "ready: $("$venv/bin/python" -c 'import importlib.metadata as m; print("moto", m.version("moto"), "cargo-lambda", m.version("cargo-lambda"))')"

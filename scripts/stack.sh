@@ -12,7 +12,12 @@
 #                                    the exports of `env`, then `down` if this run started it
 #
 # Also a private MariaDB server (its own data directory and port, TLS with the same test CA,
-# general log on).
+# general log on), and the policy gate (test-support's bin policy-gate): the functions' AWS
+# endpoints point at it, and it refuses every call the role infra/template.yaml gives the
+# calling function does not allow, then forwards the rest (RDS, IAM, STS and Secrets Manager to
+# the recorder,
+# the others to moto). Its decisions go to $stack_dir/policy-gate.jsonl. The tests' own set-up
+# calls go to moto and the recorder directly.
 #
 # Ports: ROTATION_MOTO_PORT (25001), ROTATION_PG_PORT (25432), ROTATION_MYSQL_PORT (23306),
 # ROTATION_LAMBDA_PORT (29001): below 32768, outside Linux's ephemeral port range, so that no
@@ -32,6 +37,10 @@ rds_port=${ROTATION_RDS_RECORDER_PORT:-$((moto_port + 1))}
 # most), and the compromise function lists again for longer than that.
 list_secrets_lag=${ROTATION_LIST_SECRETS_LAG_SECONDS:-3}
 compromise_listing_lag=${ROTATION_COMPROMISE_LISTING_LAG_SECONDS:-8}
+gate_port=${ROTATION_GATE_PORT:-$((moto_port + 2))}
+# The SigV4 services the gate forwards to the recorder rather than to moto (Secrets Manager for
+# the recorder's lagging ListSecrets).
+gate_recorder_services=${ROTATION_GATE_RECORDER_SERVICES:-rds,iam,sts,secretsmanager}
 log_level=${ROTATION_FUNCTION_LOG_LEVEL:-debug}
 event_bus=${ROTATION_EVENT_BUS_NAME-rotation-local}
 venv="$root/.venv"
@@ -102,6 +111,8 @@ export ROTATION_LIST_SECRETS_LAG_SECONDS='$list_secrets_lag'
 export ROTATION_COMPROMISE_LISTING_LAG_SECONDS='$compromise_listing_lag'
 export ROTATION_EVENT_BUS='$event_bus'
 export ROTATION_SECRETS_RECORD='$stack_dir/secrets-used.jsonl'
+export ROTATION_POLICY_GATE_ENDPOINT='http://127.0.0.1:$gate_port'
+export ROTATION_POLICY_GATE_LOG='$stack_dir/policy-gate.jsonl'
 ENV
 }
 
@@ -231,7 +242,10 @@ start_build() {
   names=$("$root/scripts/workspace.py" functions)
   for name in $names; do bins+=(--bin "$name"); done
   log "building the functions (${names//$'\n'/ }; cargo's output in $stack_dir/build.log)"
-  (cd "$root" && exec cargo build "${bins[@]}") >"$stack_dir/build.log" 2>&1 < /dev/null &
+  # The policy gate is test-support's: built in its own invocation (with -p), after the
+  # functions, so that theirs resolves the features the watch's `cargo run` does.
+  (cd "$root" && cargo build "${bins[@]}" && exec cargo build -p test-support --bin policy-gate) \
+    >"$stack_dir/build.log" 2>&1 < /dev/null &
   build_pid=$!
 }
 
@@ -248,6 +262,20 @@ finish_build() {
   log "functions built"
 }
 
+start_gate() {
+  if pid_alive "$stack_dir/policy-gate.pid"; then log "policy gate already runs on 127.0.0.1:$gate_port"; return; fi
+  port_open "$gate_port" && { log "port $gate_port is taken by another process (set ROTATION_MOTO_PORT or ROTATION_GATE_PORT)"; exit 1; }
+  finish_build
+  # shellcheck disable=SC1091
+  . "$stack_dir/env"
+  setsid "${CARGO_TARGET_DIR:-$root/target}/debug/policy-gate" "$gate_port" "http://127.0.0.1:$moto_port" \
+    "http://127.0.0.1:$rds_port" "$gate_recorder_services" "$stack_dir/policy-gate.jsonl" \
+    >"$stack_dir/policy-gate.log" 2>&1 < /dev/null &
+  echo $! > "$stack_dir/policy-gate.pid"
+  wait_for "the policy gate" "$gate_port"
+  log "policy gate on 127.0.0.1:$gate_port (the functions' AWS calls, checked against infra/template.yaml)"
+}
+
 # The functions exclude no character a password may hold (§ is in no character class, and
 # cargo lambda refuses an empty value), so every run exercises quoting of ' " \ : / @.
 start_lambda() {
@@ -259,12 +287,11 @@ start_lambda() {
   cd "$root"
   PATH="$venv/bin:$PATH" setsid "$venv/bin/cargo-lambda" lambda watch \
     -A 127.0.0.1 -P "$lambda_port" --ignore-changes --concurrency 4 \
-    --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" \
-    --env-var "AWS_ENDPOINT_URL_RDS=$ROTATION_RDS_ENDPOINT" \
-    --env-var "AWS_ENDPOINT_URL_SECRETS_MANAGER=$ROTATION_RDS_ENDPOINT" \
+    --env-var "AWS_ENDPOINT_URL=$ROTATION_POLICY_GATE_ENDPOINT" \
+    --env-var "AWS_ENDPOINT_URL_RDS=$ROTATION_POLICY_GATE_ENDPOINT" \
+    --env-var "AWS_ENDPOINT_URL_IAM=$ROTATION_POLICY_GATE_ENDPOINT" \
+    --env-var "AWS_ENDPOINT_URL_STS=$ROTATION_POLICY_GATE_ENDPOINT" \
     --env-var "ROTATION_COMPROMISE_LISTING_LAG_SECONDS=$compromise_listing_lag" \
-    --env-var "AWS_ENDPOINT_URL_IAM=$AWS_ENDPOINT_URL_IAM" \
-    --env-var "AWS_ENDPOINT_URL_STS=$AWS_ENDPOINT_URL_STS" \
     --env-var "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID" \
     --env-var "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY" \
     --env-var "AWS_REGION=$AWS_REGION" \
@@ -298,7 +325,8 @@ stop_pid() {
 }
 
 running() {
-  pg_running && mysql_running && pid_alive "$stack_dir/moto.pid" && pid_alive "$stack_dir/lambda.pid"
+  pg_running && mysql_running && pid_alive "$stack_dir/moto.pid" && pid_alive "$stack_dir/policy-gate.pid" \
+    && pid_alive "$stack_dir/lambda.pid"
 }
 
 up() {
@@ -306,18 +334,20 @@ up() {
     rm -rf "$stack_dir"
   fi
   mkdir -p "$stack_dir"
-  pid_alive "$stack_dir/lambda.pid" || start_build
+  { pid_alive "$stack_dir/lambda.pid" && pid_alive "$stack_dir/policy-gate.pid"; } || start_build
   "$root/scripts/setup.sh"
   [ -f "$stack_dir/tls/ca.pem" ] || make_tls
   start_postgres
   start_mysql
   write_env
   start_moto
+  start_gate
   start_lambda
 }
 
 down() {
   stop_pid "$stack_dir/lambda.pid"
+  stop_pid "$stack_dir/policy-gate.pid"
   stop_pid "$stack_dir/moto.pid"
   stop_pid "$stack_dir/rds-recorder.pid"
   if pg_running; then as_pg "$(pg_bin)/pg_ctl" -D "$stack_dir/pg/data" -m immediate -w stop >/dev/null; fi
@@ -345,6 +375,7 @@ case "${1:-}" in
     pg_running && echo "postgres: running on 127.0.0.1:$pg_port" || echo "postgres: stopped"
     mysql_running && echo "mariadb: running on 127.0.0.1:$mysql_port" || echo "mariadb: stopped"
     pid_alive "$stack_dir/moto.pid" && echo "moto: running on 127.0.0.1:$moto_port" || echo "moto: stopped"
+    pid_alive "$stack_dir/policy-gate.pid" && echo "policy gate: running on 127.0.0.1:$gate_port" || echo "policy gate: stopped"
     pid_alive "$stack_dir/lambda.pid" && echo "cargo lambda watch: running on 127.0.0.1:$lambda_port" || echo "cargo lambda watch: stopped"
     ;;
   running)

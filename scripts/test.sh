@@ -3,8 +3,10 @@
 #
 #   1. checks that need no stack: cargo fmt, clippy with -D warnings (a missing doc comment
 #      included: [workspace.lints] in Cargo.toml), rustdoc with -D warnings (broken intra-doc
-#      links), rust-version against the locked dependencies (scripts/workspace.py), cfn-lint and
-#      checkov on the SAM template, cargo deny (licenses, bans, sources);
+#      links), rust-version against the locked dependencies (scripts/workspace.py), cfn-lint,
+#      sam validate --lint, cfn-lint on the SAM translator's plain CloudFormation
+#      (scripts/sam-check.sh) and checkov on the SAM template, cargo deny (licenses, bans,
+#      sources);
 #   2. scripts/test-integration.sh against the local stack, with the functions logging at TRACE:
 #      every crate's tests (the unit tier, the rotator's usage tests, the integration binary) and
 #      a search of every log of the run for the run's secrets (scan-logs). The stack is started
@@ -30,6 +32,8 @@ scripts/workspace.py check-rust-version
 section "cfn-lint infra/template.yaml"
 .venv/bin/cfn-lint infra/template.yaml
 echo "cfn-lint: no errors, no warnings"
+section "sam validate --lint, and cfn-lint on the SAM translator's output (scripts/sam-check.sh)"
+scripts/sam-check.sh
 section "checkov infra/template.yaml"
 .venv/bin/checkov -f infra/template.yaml --framework cloudformation --compact --quiet --skip-download
 section "cargo deny check licenses bans sources"

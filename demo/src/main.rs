@@ -6,10 +6,10 @@
 //! replaced password no longer logs in while the new one does.
 //!
 //! `local-rotation seed` prepares the secrets the sample events in `events/` name, for invoking
-//! single steps by hand with `cargo lambda invoke`: `local/postgres/app` in Secrets Manager mode
+//! single steps by hand with `cargo lambda invoke`: `rotation/postgres/app` in Secrets Manager mode
 //! (events/rotate/, for the `rotate` function, AWSPENDING waiting under the events' token) and
-//! `local/postgres/app-workflow` in workflow mode (events/, for the step functions), and
-//! `local/mysql/app` on MariaDB (events/mysql/, for the `rotate` function). The secrets and what
+//! `rotation/postgres/app-workflow` in workflow mode (events/, for the step functions), and
+//! `rotation/mysql/app` on MariaDB (events/mysql/, for the `rotate` function). The secrets and what
 //! the seed makes of them are `test_support::samples`', which the integration tests send every
 //! sample event against.
 

@@ -114,7 +114,7 @@ async fn engine_at(stack: &Stack, port: u16) -> Engine {
     ]
     .into();
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("config");
-    let aws = config.load_aws().await;
+    let aws = config.load_aws("rotate").await;
     let secrets = aws_sdk_secretsmanager::config::Builder::from(&aws)
         .endpoint_url(format!("http://127.0.0.1:{port}"))
         .build();

@@ -319,7 +319,7 @@ async fn compromised_stops_after_a_failed_rotation_and_says_where_the_secret_is(
         .await;
     let master_arn = stack
         .create_secret(
-            &Stack::unique("clibadmaster"),
+            &Stack::master_secret_name("clibadmaster"),
             &stack.db_secret(Db::Postgres, &master, &Stack::password()),
         )
         .await;

@@ -15,6 +15,7 @@ mod iam_access_keys;
 mod keyring;
 mod no_secrets_in_logs;
 mod outcomes;
+mod policy_gate;
 mod profiles;
 mod rds;
 mod sample_events;

@@ -60,6 +60,7 @@ async fn endpoints_are_discovered_from_instance_and_cluster_identifiers() {
         .engine("aurora-mysql")
         .master_username("rdsadmin")
         .master_user_password("placeholder-password")
+        .tags(test_support::rds::scope_tag())
         .send()
         .await
         .expect("CreateDBCluster");

@@ -20,7 +20,7 @@ use test_support::{Credentials, Stack, TestUser};
 /// docs/providers/database.md points to.
 const DATA_FOLDERS: [&str; 1] = ["events/secrets/"];
 
-/// The compromise response's sample event: it names `local/postgres/app` ([`POSTGRES_APP`]).
+/// The compromise response's sample event: it names `rotation/postgres/app` ([`POSTGRES_APP`]).
 const COMPROMISE_EVENT: &str = "events/compromise.json";
 
 /// The workspace's root, where the docs run `cargo lambda invoke`.
@@ -185,7 +185,7 @@ async fn the_sample_events_rotate_the_secrets_they_name() {
         rotate_through_the_events(&stack, &sample, &seeded).await;
     }
 
-    // The compromise event retires local/postgres/app's password, rotated above: one rotation.
+    // The compromise event retires rotation/postgres/app's password, rotated above: one rotation.
     let before = stack.credentials(POSTGRES_APP.name, AWSCURRENT).await;
     let report = answer(&stack, "compromise", COMPROMISE_EVENT).await;
     let retired = report["retired"].as_array().expect("retired secrets");

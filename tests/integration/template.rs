@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
-use serde_yaml_ng::value::TaggedValue;
+use test_support::template::{Deployment, RDS_SCOPE_TAG};
 
 /// Every function: logical id and the Cargo package its CodeUri names.
 const FUNCTIONS: [(&str, &str); 6] = [
@@ -17,46 +17,9 @@ const FUNCTIONS: [(&str, &str); 6] = [
     ("CompromiseFunction", "compromise"),
 ];
 
-/// Converts YAML to JSON, turning `!Ref x` into `{"Ref": x}` and `!Name v` into
-/// `{"Fn::Name": v}` (`!GetAtt A.B` into `{"Fn::GetAtt": ["A", "B"]}`).
-fn to_json(yaml: serde_yaml_ng::Value) -> Value {
-    use serde_yaml_ng::Value as Y;
-    match yaml {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(b),
-        Y::Number(n) => serde_json::to_value(n).expect("number"),
-        Y::String(s) => Value::String(s),
-        Y::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect()),
-        Y::Mapping(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (k.as_str().expect("string keys").to_owned(), to_json(v)))
-                .collect(),
-        ),
-        Y::Tagged(tagged) => {
-            let TaggedValue { tag, value } = *tagged;
-            let name = tag.to_string();
-            let name = name.trim_start_matches('!');
-            let value = to_json(value);
-            match name {
-                "Ref" | "Condition" => json!({ name: value }),
-                "GetAtt" => match value {
-                    Value::String(s) => {
-                        let (resource, attribute) = s.split_once('.').expect("!GetAtt A.B");
-                        json!({"Fn::GetAtt": [resource, attribute]})
-                    }
-                    other => json!({"Fn::GetAtt": other}),
-                },
-                other => json!({ format!("Fn::{other}"): value }),
-            }
-        }
-    }
-}
-
+/// The template in CloudFormation's long form: the one reader the policy gate uses too.
 fn template() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml");
-    let text = std::fs::read_to_string(path).expect("infra/template.yaml");
-    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("valid YAML");
-    to_json(yaml)
+    test_support::template::raw()
 }
 
 fn resources(t: &Value) -> &Map<String, Value> {
@@ -502,8 +465,8 @@ fn schedules_compromise_path_and_alarms_are_wired() {
     assert_eq!(target(&workflow["Arn"]), Some("RotationWorkflow"));
     let keyring = &r["KeyringSchedule"]["Properties"]["Target"];
     assert_eq!(
-        keyring["Arn"],
-        "arn:aws:scheduler:::aws-sdk:secretsmanager:rotateSecret"
+        keyring["Arn"]["Fn::Sub"],
+        "arn:${AWS::Partition}:scheduler:::aws-sdk:secretsmanager:rotateSecret"
     );
     let keyring_role = &roles(&t)[target(&keyring["RoleArn"]).unwrap()];
     assert!(grants(keyring_role, "secretsmanager:RotateSecret"));
@@ -773,8 +736,8 @@ fn kms_is_usable_only_through_secrets_manager_for_the_stacks_secrets() {
         }
     }
     assert_eq!(
-        seen, 5,
-        "rotate, create, set, test and compromise decrypt secrets"
+        seen, 7,
+        "rotate, create, set, test and compromise decrypt secrets; rotate and set also the masters' own key"
     );
 }
 
@@ -824,4 +787,167 @@ fn the_workflow_resumes_through_create_secrets_token_and_the_timeouts_fit_the_wa
         assert_eq!(r[alarm]["Type"], "AWS::CloudWatch::Alarm", "{alarm}");
     }
     assert_eq!(r["WorkflowStuckAlarm"]["Properties"]["Threshold"], 3);
+}
+
+/// The statements of `role` as `deployment` deploys it (conditions decided).
+fn deployed_statements(deployment: &Deployment, role: &str) -> Vec<Value> {
+    let resolved = deployment
+        .resolve(&template())
+        .expect("the template resolves");
+    resolved
+        .role_policies(role)
+        .iter()
+        .flat_map(|p| as_list(&p["Statement"]))
+        .collect()
+}
+
+/// The logical ids of the roles that `deployment` lets do `action`.
+fn deployed_roles_granting(deployment: &Deployment, action: &str) -> BTreeSet<String> {
+    roles(&template())
+        .keys()
+        .filter(|id| {
+            deployed_statements(deployment, id)
+                .iter()
+                .any(|s| statement_grants(s, action))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The template's defaults: every provider parameter empty.
+fn defaults() -> Deployment {
+    let mut d = Deployment::test_bed();
+    d.parameters.clear();
+    d
+}
+
+const PROVIDER_ACTIONS: [&str; 8] = [
+    "iam:ListAccessKeys",
+    "iam:GetAccessKeyLastUsed",
+    "iam:CreateAccessKey",
+    "iam:DeleteAccessKey",
+    "rds:DescribeDBInstances",
+    "rds:DescribeDBClusters",
+    "rds:ModifyDBInstance",
+    "rds:ModifyDBCluster",
+];
+
+#[test]
+fn a_provider_left_off_grants_nothing() {
+    let off = defaults();
+    for action in PROVIDER_ACTIONS {
+        assert!(
+            deployed_roles_granting(&off, action).is_empty(),
+            "{action} is granted with every provider off"
+        );
+    }
+    // rds-master needs discovery: the flag alone grants nothing.
+    let mut flag_only = defaults();
+    flag_only
+        .parameters
+        .insert("RdsMasterRotation".into(), "true".into());
+    assert!(deployed_roles_granting(&flag_only, "rds:ModifyDBInstance").is_empty());
+}
+
+#[test]
+fn each_provider_permission_goes_only_to_the_steps_that_call_it() {
+    let t = template();
+    let on = Deployment::test_bed();
+    let iam = role_set(&t, &["RotateFunction", "CreateSecretFunction"]);
+    for action in &PROVIDER_ACTIONS[..4] {
+        assert_eq!(deployed_roles_granting(&on, action), iam, "{action}");
+    }
+    let discovery = role_set(
+        &t,
+        &[
+            "RotateFunction",
+            "CreateSecretFunction",
+            "SetSecretFunction",
+            "TestSecretFunction",
+        ],
+    );
+    for action in &PROVIDER_ACTIONS[4..6] {
+        assert_eq!(deployed_roles_granting(&on, action), discovery, "{action}");
+    }
+    let master = role_set(&t, &["RotateFunction", "SetSecretFunction"]);
+    for action in &PROVIDER_ACTIONS[6..] {
+        assert_eq!(deployed_roles_granting(&on, action), master, "{action}");
+    }
+}
+
+#[test]
+fn provider_permissions_are_scoped_by_user_path_and_resource_tag() {
+    let on = Deployment::test_bed();
+    for s in deployed_statements(&on, "RotateRole") {
+        if statement_grants(&s, "iam:CreateAccessKey") {
+            assert_eq!(
+                s["Resource"], "arn:aws:iam::123456789012:user/rotation/*",
+                "{s}"
+            );
+        }
+        if statement_grants(&s, "rds:DescribeDBInstances")
+            || statement_grants(&s, "rds:ModifyDBInstance")
+        {
+            assert_eq!(
+                s["Condition"]["StringEquals"][format!("aws:ResourceTag/{RDS_SCOPE_TAG}")],
+                "test-bed",
+                "{s}"
+            );
+            for r in as_list(&s["Resource"]) {
+                let r = r.as_str().unwrap_or_default();
+                assert!(
+                    r.starts_with("arn:aws:rds:us-east-1:123456789012:db:")
+                        || r.starts_with("arn:aws:rds:us-east-1:123456789012:cluster:"),
+                    "{r}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn both_modes_read_the_same_master_secrets() {
+    let on = Deployment::test_bed();
+    let masters = |role: &str| -> Vec<Value> {
+        deployed_statements(&on, role)
+            .into_iter()
+            .filter(|s| s["Sid"] == "ReadMasterSecrets" || s["Sid"] == "MasterSecretsKey")
+            .collect()
+    };
+    let rotate = masters("RotateRole");
+    assert!(!rotate.is_empty());
+    assert_eq!(rotate, masters("SetSecretRole"));
+    let read = &rotate[0];
+    assert!(statement_grants(read, "secretsmanager:GetSecretValue"));
+    assert!(
+        statement_grants(read, "secretsmanager:DescribeSecret"),
+        "an RDS-managed master's tags"
+    );
+    for role in ["CreateSecretRole", "TestSecretRole", "FinishSecretRole"] {
+        assert!(masters(role).is_empty(), "{role} reads master secrets");
+    }
+}
+
+#[test]
+fn every_arn_names_the_deployments_partition() {
+    let mut china = Deployment::test_bed();
+    china.partition = "aws-cn".into();
+    for key in ["SecretsKmsKeyArn", "MasterSecretsKmsKeyArn"] {
+        china.parameters.insert(
+            key.into(),
+            "arn:aws-cn:kms:cn-north-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+                .into(),
+        );
+    }
+    let resolved = china.resolve(&template()).expect("the template resolves");
+    for (id, _) in resources(&template()) {
+        let Some(resource) = resolved.resource(id) else {
+            continue;
+        };
+        let text = resource.to_string();
+        assert!(
+            !text.contains("arn:aws:"),
+            "{id} names the aws partition: {text}"
+        );
+    }
 }

@@ -225,17 +225,23 @@ impl Config {
     /// The AWS configuration from the environment (region, credentials, endpoints, and the
     /// SDK's own `AWS_RETRY_MODE` and `AWS_MAX_ATTEMPTS`: standard mode, 3 attempts with
     /// exponential backoff and jitter by default), with every call bounded by the attempt and
-    /// operation timeouts.
-    pub async fn load_aws(&self) -> aws_config::SdkConfig {
+    /// operation timeouts. The SDK's user agent names the calling function (app name
+    /// `secret-rotation-<function>`, see [`app_name`]): CloudTrail's `userAgent` then shows
+    /// which function made a call, and the test bed's policy gate evaluates each call against
+    /// that function's role.
+    pub async fn load_aws(&self, function: &str) -> aws_config::SdkConfig {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(AWS_CONNECT_TIMEOUT.min(self.aws_attempt_timeout))
             .operation_attempt_timeout(self.aws_attempt_timeout)
             .operation_timeout(self.aws_operation_timeout)
             .build();
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(timeouts)
-            .load()
-            .await
+        let loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
+        let loader = match aws_config::AppName::new(app_name(function)) {
+            Ok(app) => loader.app_name(app),
+            Err(_) => loader,
+        };
+        loader.load().await
     }
 
     /// The override for connections to `host` and `port`, if one matches (the first).
@@ -248,10 +254,25 @@ impl Config {
     }
 }
 
+/// The SDK app name of `function` (a Cargo package of `functions/`, e.g. `set-secret`): what
+/// the function's AWS calls carry in their user agent (`app/secret-rotation-set-secret`).
+pub fn app_name(function: &str) -> String {
+    format!("secret-rotation-{function}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn every_function_names_itself_in_a_valid_sdk_app_name() {
+        for function in crate::mode::FUNCTIONS {
+            let name = app_name(function);
+            assert_eq!(name, format!("secret-rotation-{function}"));
+            aws_config::AppName::new(name).expect("a valid app name");
+        }
+    }
 
     #[test]
     fn defaults_and_overrides() {

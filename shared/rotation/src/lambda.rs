@@ -46,9 +46,11 @@ impl From<StepFailure> for Diagnostic {
 /// event asks for; a step function runs only its own step.
 pub async fn serve(caller: Caller) -> Result<(), Error> {
     crate::logging::init();
-    let engine = Engine::from_env().await.inspect_err(|e| {
-        tracing::error!(error = %e, "cannot start the rotation function");
-    })?;
+    let engine = Engine::from_env(caller.function_name())
+        .await
+        .inspect_err(|e| {
+            tracing::error!(error = %e, "cannot start the rotation function");
+        })?;
     let engine = &engine;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = Deadline::of_invocation(event.context.deadline);

@@ -53,13 +53,14 @@ pub struct StepFacts {
 }
 
 impl Engine {
-    /// Builds the engine from the environment (AWS config chain and the function's variables).
-    pub async fn from_env() -> Result<Self> {
+    /// Builds the engine from the environment (AWS config chain and the function's variables)
+    /// for the function named `function` (its calls name it in their user agent).
+    pub async fn from_env(function: &str) -> Result<Self> {
         // Every TLS client in the process (database drivers, the AWS SDK) uses aws-lc-rs.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let config = Config::from_env()?;
         let tls = crate::tls::client_config(config.db_ca_file.as_deref())?;
-        let aws = config.load_aws().await;
+        let aws = config.load_aws(function).await;
         Ok(Engine {
             client: aws_sdk_secretsmanager::Client::new(&aws),
             publisher: config

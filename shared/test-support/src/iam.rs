@@ -51,6 +51,7 @@ impl Stack {
         self.iam
             .create_user()
             .user_name(&user)
+            .path(crate::template::TEST_BED_IAM_PATH)
             .send()
             .await
             .expect("CreateUser");

@@ -10,9 +10,11 @@ pub mod fixtures;
 pub mod iam;
 pub mod mysql_catalog;
 pub mod mysql_echo;
+pub mod policy_gate;
 pub mod rds;
 pub mod samples;
 pub mod stack;
+pub mod template;
 
 pub use fixtures::{AlternatingUser, Credentials, MasterSecret, TestUser};
 pub use stack::{assert_finished_labels, assert_succeeded, Db, Role, Stack};

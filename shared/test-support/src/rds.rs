@@ -15,6 +15,15 @@ pub struct RdsResource {
     pub arn: String,
 }
 
+/// The tag that puts a DB instance or cluster in the test bed's RDS scope
+/// (`RdsScopeTagValue`): the functions may describe and modify only those.
+pub fn scope_tag() -> aws_sdk_rds::types::Tag {
+    aws_sdk_rds::types::Tag::builder()
+        .key(crate::template::RDS_SCOPE_TAG)
+        .value(crate::template::TEST_BED_RDS_SCOPE)
+        .build()
+}
+
 impl Stack {
     /// A DB instance in moto whose master user is `master`. Its endpoint
     /// (`*.rds.amazonaws.com`) is sent to the local server of its engine by the stack's
@@ -33,6 +42,7 @@ impl Stack {
             .master_username(master)
             .master_user_password("placeholder-password")
             .allocated_storage(20)
+            .tags(scope_tag())
             .send()
             .await
             .expect("CreateDBInstance");
@@ -54,6 +64,7 @@ impl Stack {
             .engine(engine)
             .master_username(master)
             .master_user_password("placeholder-password")
+            .tags(scope_tag())
             .send()
             .await
             .expect("CreateDBCluster");

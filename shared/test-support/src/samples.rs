@@ -38,9 +38,9 @@ impl SampleSecret {
     }
 }
 
-/// `local/postgres/app`: PostgreSQL, Secrets Manager mode, events in `events/rotate/`.
+/// `rotation/postgres/app`: PostgreSQL, Secrets Manager mode, events in `events/rotate/`.
 pub const POSTGRES_APP: SampleSecret = SampleSecret {
-    name: "local/postgres/app",
+    name: "rotation/postgres/app",
     user: "app_local",
     db: Db::Postgres,
     mode: Mode::SecretsManager,
@@ -48,9 +48,9 @@ pub const POSTGRES_APP: SampleSecret = SampleSecret {
     events: "rotate",
 };
 
-/// `local/postgres/app-workflow`: PostgreSQL, workflow mode, events in `events/`.
+/// `rotation/postgres/app-workflow`: PostgreSQL, workflow mode, events in `events/`.
 pub const POSTGRES_WORKFLOW: SampleSecret = SampleSecret {
-    name: "local/postgres/app-workflow",
+    name: "rotation/postgres/app-workflow",
     user: "app_local_workflow",
     db: Db::Postgres,
     mode: Mode::Workflow,
@@ -58,9 +58,9 @@ pub const POSTGRES_WORKFLOW: SampleSecret = SampleSecret {
     events: "",
 };
 
-/// `local/mysql/app`: MariaDB, Secrets Manager mode, events in `events/mysql/`.
+/// `rotation/mysql/app`: MariaDB, Secrets Manager mode, events in `events/mysql/`.
 pub const MYSQL_APP: SampleSecret = SampleSecret {
-    name: "local/mysql/app",
+    name: "rotation/mysql/app",
     user: "app_local",
     db: Db::MariaDb,
     mode: Mode::SecretsManager,

@@ -24,6 +24,7 @@ use rotator::invoke::LambdaInvoker;
 use rotator::versions::{labels, Labels};
 
 use crate::fixtures::{AlternatingUser, Credentials, MasterSecret, TestUser};
+use crate::template::{TEST_BED_MASTER_PREFIX, TEST_BED_SECRET_PREFIX};
 
 /// The MariaDB database the stack creates for the tests.
 pub const MYSQL_DATABASE: &str = "rotation_test";
@@ -445,6 +446,12 @@ impl Stack {
         AlternatingUser { app, master }
     }
 
+    /// A unique name for a master secret: under [`TEST_BED_MASTER_PREFIX`], where the test
+    /// bed's `MasterSecretNamePattern` lets set-secret and rotate read it.
+    pub fn master_secret_name(prefix: &str) -> String {
+        format!("{TEST_BED_MASTER_PREFIX}{}", Self::unique(prefix))
+    }
+
     /// A master user of `db` (CREATEROLE, or all privileges with grant option) and its secret.
     /// With `rds_managed` the secret is what RDS manages: only username and password, tagged
     /// `aws:rds:primarydbinstancearn` with a DB instance in moto whose endpoint the stack's
@@ -461,14 +468,15 @@ impl Stack {
             };
             let instance = self.rds_instance(engine, &master).await;
             self.create_tagged_secret(
-                &Self::unique("master"),
+                &Self::master_secret_name("master"),
                 &value,
                 &[("aws:rds:primarydbinstancearn", &instance.arn)],
             )
             .await
         } else {
             let value = self.db_secret(db, &master, &password);
-            self.create_secret(&Self::unique("master"), &value).await
+            self.create_secret(&Self::master_secret_name("master"), &value)
+                .await
         };
         MasterSecret {
             arn,
@@ -502,18 +510,43 @@ impl Stack {
             .await;
     }
 
-    /// Creates a secret in Secrets Manager and returns its ARN.
+    /// The name a test's secret gets: `name` under the prefix the test bed deploys the
+    /// template with ([`TEST_BED_SECRET_PREFIX`]), unless `name` already names a folder (a
+    /// master secret under [`TEST_BED_MASTER_PREFIX`], or a secret a test puts outside on
+    /// purpose).
+    pub fn secret_name(name: &str) -> String {
+        if name.contains('/') {
+            name.to_owned()
+        } else {
+            format!("{TEST_BED_SECRET_PREFIX}{name}")
+        }
+    }
+
+    /// Creates a secret in Secrets Manager and returns its ARN (named by [`Stack::secret_name`]).
     pub async fn create_secret(&self, name: &str, value: &Value) -> String {
         record_value(value);
         let out = self
             .secrets
             .create_secret()
-            .name(name)
+            .name(Self::secret_name(name))
             .secret_string(value.to_string())
             .send()
             .await
             .expect("CreateSecret");
         out.arn().expect("ARN").to_owned()
+    }
+
+    /// Encrypts a secret with the customer managed KMS key `key` from now on (UpdateSecret's
+    /// KmsKeyId: no new version). moto stores the key without using it; the policy gate checks
+    /// the KMS call Secrets Manager would make with it.
+    pub async fn encrypt_with(&self, secret_id: &str, key: &str) {
+        self.secrets
+            .update_secret()
+            .secret_id(secret_id)
+            .kms_key_id(key)
+            .send()
+            .await
+            .expect("UpdateSecret KmsKeyId");
     }
 
     /// Creates a secret with tags (Secrets Manager mode, rotation not yet enabled).
@@ -527,7 +560,7 @@ impl Stack {
         let mut request = self
             .secrets
             .create_secret()
-            .name(name)
+            .name(Self::secret_name(name))
             .secret_string(value.to_string());
         for (key, tag_value) in tags {
             request = request.tags(
@@ -602,7 +635,7 @@ impl Stack {
             Mode::Workflow => self
                 .secrets
                 .create_secret()
-                .name(name)
+                .name(Self::secret_name(name))
                 .secret_string(value.to_string())
                 .tags(
                     aws_sdk_secretsmanager::types::Tag::builder()

@@ -257,7 +257,7 @@ async fn the_master_never_connects_to_a_host_only_the_writer_names() {
             let (masterarn, rule) = if hostless_master {
                 let value = json!({"username": world.master.name, "password": world.master.password.expose_secret()});
                 let arn = stack
-                    .create_secret(&Stack::unique("tbhostless"), &value)
+                    .create_secret(&Stack::master_secret_name("tbhostless"), &value)
                     .await;
                 (
                     arn,
@@ -332,7 +332,7 @@ async fn ssl_false_in_an_application_secret_never_downgrades_the_master() {
         "host": server.host, "port": server.port,
     });
     let master_arn = stack
-        .create_secret(&Stack::unique("tbmaster"), &master_value)
+        .create_secret(&Stack::master_secret_name("tbmaster"), &master_value)
         .await;
     let value = json!({
         "engine": "postgres", "host": server.host, "port": server.port, "ssl": false,
@@ -447,7 +447,7 @@ async fn the_master_refuses_cleartext_and_md5_password_requests() {
             "host": writer.host, "port": writer.port,
         });
         let master_arn = stack
-            .create_secret(&Stack::unique("tbrogue"), &master_value)
+            .create_secret(&Stack::master_secret_name("tbrogue"), &master_value)
             .await;
         let value = json!({
             "engine": "postgres", "host": writer.host, "port": writer.port,

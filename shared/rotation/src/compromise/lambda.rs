@@ -67,7 +67,7 @@ pub async fn serve() -> Result<(), Error> {
     let config = crate::config::Config::from_env().inspect_err(|e| {
         tracing::error!(error = %e, "cannot start the compromise function");
     })?;
-    let aws = config.load_aws().await;
+    let aws = config.load_aws(crate::mode::COMPROMISE_FUNCTION).await;
     let runner = Runner::from_env(&aws).inspect_err(|e| {
         tracing::error!(error = %e, "cannot start the compromise function");
     })?;
