@@ -253,7 +253,7 @@ async fn engine_publishing_to(stack: &Stack, events_port: u16, publish_ms: u64) 
     )]
     .into();
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("config");
-    let aws = config.load_aws().await;
+    let aws = config.load_aws("rotate").await;
     // A configuration of its own: the environment's service configuration (AWS_ENDPOINT_URL,
     // moto) would win over an endpoint set here.
     let events = aws_config::SdkConfig::builder()
@@ -347,7 +347,7 @@ async fn a_step_that_runs_out_of_time_fails_as_timeout_before_the_deadline() {
     ]
     .into();
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("config");
-    let aws = config.load_aws().await;
+    let aws = config.load_aws("rotate").await;
     let secrets = aws_sdk_secretsmanager::config::Builder::from(&aws)
         .endpoint_url(format!("http://127.0.0.1:{port}"))
         .build();
