@@ -11,13 +11,14 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+use test_support::forward::Host;
 
 /// Requests seen, by operation (`GetSecretValue`, ...).
 #[derive(Clone, Default)]
@@ -105,26 +106,7 @@ async fn forward(
     ));
     let answer = async {
         let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut outgoing = http.request(parts.method, format!("{upstream}{path}"));
-        for (name, value) in &parts.headers {
-            if ![HOST, CONTENT_LENGTH, CONNECTION, TRANSFER_ENCODING].contains(name) {
-                outgoing = outgoing.header(name, value);
-            }
-        }
-        let reply = outgoing
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut response = Response::builder().status(reply.status());
-        for (name, value) in reply.headers() {
-            if ![CONTENT_LENGTH, CONNECTION, TRANSFER_ENCODING].contains(name) {
-                response = response.header(name, value);
-            }
-        }
-        let bytes = reply.bytes().await.map_err(|e| e.to_string())?;
-        response.body(Full::new(bytes)).map_err(|e| e.to_string())
+        test_support::forward::forward(&http, &upstream, &parts, body, Host::Replace).await
     };
     Ok(answer.await.unwrap_or_else(|e| {
         let mut response = Response::new(Full::new(Bytes::from(format!("proxy: {e}"))));

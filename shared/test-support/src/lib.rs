@@ -7,6 +7,7 @@ pub mod attacker;
 pub mod catalog;
 pub mod faults;
 pub mod fixtures;
+pub mod forward;
 pub mod iam;
 pub mod mysql_catalog;
 pub mod mysql_echo;

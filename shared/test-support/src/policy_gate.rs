@@ -27,7 +27,6 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use hyper::{Request, Response, StatusCode};
 use iam_rs::{
     Arn, Context, ContextValue, Decision, IAMPolicy, IAMRequest, PolicyEvaluator, Principal,
@@ -35,6 +34,7 @@ use iam_rs::{
 };
 use serde_json::{json, Value};
 
+use crate::forward::Host;
 use crate::template::{Deployment, Resolved};
 
 /// The prefix of the SDK app name every function sets (`rotation::config::app_name`).
@@ -301,32 +301,9 @@ impl Gate {
         } else {
             &self.moto_url
         };
-        let answer = async {
-            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            // The Host header goes along unchanged: the recorder checks SigV4 signatures,
-            // which cover it.
-            let mut outgoing = self
-                .http
-                .request(parts.method.clone(), format!("{upstream}{path}"));
-            for (name, value) in &parts.headers {
-                if ![CONTENT_LENGTH, CONNECTION, TRANSFER_ENCODING].contains(name) {
-                    outgoing = outgoing.header(name, value);
-                }
-            }
-            let reply = outgoing
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut response = Response::builder().status(reply.status());
-            for (name, value) in reply.headers() {
-                if ![CONTENT_LENGTH, CONNECTION, TRANSFER_ENCODING].contains(name) {
-                    response = response.header(name, value);
-                }
-            }
-            let bytes = reply.bytes().await.map_err(|e| e.to_string())?;
-            response.body(Full::new(bytes)).map_err(|e| e.to_string())
-        };
+        // The Host header goes along unchanged: the recorder checks SigV4 signatures, which
+        // cover it.
+        let answer = crate::forward::forward(&self.http, upstream, &parts, body, Host::Keep);
         answer
             .await
             .unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, format!("policy gate: {e}")))
