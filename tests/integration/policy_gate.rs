@@ -312,6 +312,17 @@ async fn own_masters_rds_discovery_and_rds_master_rotate_in_both_modes_under_the
         assert_succeeded(&driver.rotate(&secret_arn).await.unwrap());
         assert!(allowed(set, "rds:DescribeDBInstances", &instance.arn));
 
+        // ... and from a tagged DB cluster (its writer endpoint; an Aurora MySQL cluster,
+        // served by the stack's MariaDB).
+        let cluster = stack.rds_cluster("aurora-mysql", "rdsadmin").await;
+        let TestUser { secret_arn, .. } = stack
+            .db_user_with_secret_value(Db::MariaDb, "gateclu", mode, |user, password| {
+                json!({"dbClusterIdentifier": cluster.id, "username": user, "password": password.expose_secret(), "dbname": "rotation_test"})
+            })
+            .await;
+        assert_succeeded(&driver.rotate(&secret_arn).await.unwrap());
+        assert!(allowed(set, "rds:DescribeDBClusters", &cluster.arn));
+
         // rds-master: RDS sets the master password (the test plays RDS's part between the
         // steps, as moto has no database).
         let master = Stack::unique("pggatemaster");
