@@ -68,12 +68,8 @@ impl Deadline {
     /// When a wait that may last `limit` must end so that `reserve` is left before the
     /// deadline: the earlier of the two (now, when the reserve is already used up).
     pub fn wait_end(&self, limit: Duration, reserve: Duration) -> Instant {
-        let now = Instant::now();
-        let by_limit = now + limit;
-        match self.at {
-            Some(at) => by_limit.min(at.checked_sub(reserve).unwrap_or(now).max(now)),
-            None => by_limit,
-        }
+        let by_limit = Instant::now() + limit;
+        self.less(reserve).map_or(by_limit, |cut| by_limit.min(cut))
     }
 
     /// The instant `reserve` before the deadline (now when less is left), or none.
@@ -81,6 +77,47 @@ impl Deadline {
         let now = Instant::now();
         self.at
             .map(|at| at.checked_sub(reserve).unwrap_or(now).max(now))
+    }
+}
+
+/// The pauses between the attempts of a wait that must end at `end`: `first`, doubling up to
+/// `max`, the last one cut short so that `allowance` (what one more attempt takes) is left
+/// before the end; none once less than that is left.
+#[derive(Debug)]
+pub struct Backoff {
+    pause: Duration,
+    max: Duration,
+    end: Instant,
+    allowance: Duration,
+}
+
+impl Backoff {
+    /// Pauses of `first` doubling up to `max`, for a wait ending at `end`, each attempt taking
+    /// up to `allowance`.
+    pub fn new(first: Duration, max: Duration, end: Instant, allowance: Duration) -> Self {
+        Backoff {
+            pause: first,
+            max,
+            end,
+            allowance,
+        }
+    }
+
+    /// Whether another attempt fits before the end.
+    pub fn has_time(&self) -> bool {
+        self.end.saturating_duration_since(Instant::now()) > self.allowance
+    }
+
+    /// Sleeps until the next attempt, if one fits before the end ([`Backoff::has_time`]);
+    /// false, at once, when none does.
+    pub async fn pause(&mut self) -> bool {
+        let left = self.end.saturating_duration_since(Instant::now());
+        if left <= self.allowance {
+            return false;
+        }
+        tokio::time::sleep(self.pause.min(left - self.allowance)).await;
+        self.pause = (self.pause * 2).min(self.max);
+        true
     }
 }
 
@@ -109,6 +146,23 @@ mod tests {
         let now = Instant::now();
         assert!(spent.wait_end(limit, reserve) <= now + Duration::from_millis(10));
         assert!(spent.less(reserve).unwrap() <= now + Duration::from_millis(10));
+    }
+
+    #[tokio::test]
+    async fn a_backoff_pauses_no_later_than_its_allowance_before_the_end() {
+        let allowance = Duration::from_millis(50);
+        let end = Instant::now() + Duration::from_millis(150);
+        let mut backoff = Backoff::new(
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+            end,
+            allowance,
+        );
+        assert!(backoff.has_time());
+        assert!(backoff.pause().await, "one pause fits, cut short");
+        assert!(Instant::now() + allowance <= end + Duration::from_millis(20));
+        assert!(!backoff.has_time());
+        assert!(!backoff.pause().await, "no attempt fits any more");
     }
 
     #[test]

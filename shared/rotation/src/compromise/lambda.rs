@@ -25,6 +25,7 @@ use super::plan;
 use super::request::CompromiseRequest;
 use super::runner::Runner;
 use crate::config::variables;
+use crate::deadline::Deadline;
 use crate::secrets_manager::SecretsManager;
 
 /// How a selection by tag is listed again while ListSecrets may still lag.
@@ -80,15 +81,10 @@ pub async fn serve() -> Result<(), Error> {
     let client = aws_sdk_secretsmanager::Client::new(&aws);
     let (runner, client, bounds, sweep) = (&runner, &client, &bounds, &sweep);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        // Lambda's deadline is in the future when an event arrives; one already past (as
-        // cargo lambda's emulator sends) cannot be honored and is ignored.
-        let received = SystemTime::now();
-        let deadline = Some(SystemTime::UNIX_EPOCH + Duration::from_millis(event.context.deadline))
-            .filter(|d| *d > received);
+        // One already past (as cargo lambda's emulator sends) is none (see Deadline).
+        let deadline = Deadline::of_invocation(event.context.deadline);
         tracing::info!(
-            remaining_ms = deadline
-                .and_then(|d| d.duration_since(received).ok())
-                .map(|d| d.as_millis() as u64),
+            remaining_ms = deadline.remaining().map(|d| d.as_millis()),
             "compromise event received"
         );
         respond(client, runner, bounds, sweep, &event.payload, deadline).await
@@ -105,14 +101,14 @@ fn event_time(payload: &Value) -> Option<SystemTime> {
     SystemTime::try_from(parsed).ok()
 }
 
-/// Handles one compromise event; `deadline` is the invocation's (none: no limit).
+/// Handles one compromise event within the invocation's `deadline`.
 pub async fn respond(
     client: &aws_sdk_secretsmanager::Client,
     runner: &Runner,
     bounds: &Bounds,
     sweep: &Sweep,
     payload: &Value,
-    deadline: Option<SystemTime>,
+    deadline: Deadline,
 ) -> Result<Value, Diagnostic> {
     let diagnostic = |e: &CompromiseError| Diagnostic {
         error_type: e.kind().to_owned(),
@@ -211,7 +207,10 @@ pub async fn respond(
             .duration_since(now)
             .unwrap_or_default()
             .min(sweep.every);
-        if deadline.is_some_and(|d| now + pause + sweep.margin > d) {
+        if deadline
+            .remaining()
+            .is_some_and(|left| pause + sweep.margin > left)
+        {
             incomplete = true;
             break;
         }

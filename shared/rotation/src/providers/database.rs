@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::database_secret::{DatabaseSecret, Endpoint, MasterSecret, Strategy, TlsMode};
 use super::{parse_object, rds, secret_fields, ProviderResult, StepContext};
+use crate::deadline::Backoff;
 use crate::error::{Credential, DbFailure, Result, RotationError};
 use crate::report::Outcome;
 use crate::secrets_manager::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
@@ -697,8 +698,12 @@ async fn login_after_rds_applies<D: Database>(
     password: &SecretString,
 ) -> Result<D::Session> {
     let started = std::time::Instant::now();
-    let end = ctx.wait_end(ctx.config.rds_wait);
-    let mut pause = std::time::Duration::from_secs(1);
+    let mut backoff = Backoff::new(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(5),
+        ctx.wait_end(ctx.config.rds_wait),
+        LOGIN_ALLOWANCE,
+    );
     let mut attempts = 1u32;
     loop {
         match D::connect(ctx, endpoint, as_pending, password).await {
@@ -712,15 +717,9 @@ async fn login_after_rds_applies<D: Database>(
                 }
                 return Ok(session);
             }
-            Err(e)
-                if e.is_authentication_failure()
-                    && end.saturating_duration_since(std::time::Instant::now())
-                        > LOGIN_ALLOWANCE =>
-            {
-                let left = end.saturating_duration_since(std::time::Instant::now());
+            Err(e) if e.is_authentication_failure() && backoff.has_time() => {
                 tracing::debug!(attempts, "the new master password is refused yet: retrying");
-                tokio::time::sleep(pause.min(left - LOGIN_ALLOWANCE)).await;
-                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                backoff.pause().await;
                 attempts += 1;
             }
             Err(e) => return Err(e),

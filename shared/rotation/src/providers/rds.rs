@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::database_secret::{DatabaseSecret, DISCOVERED};
 use super::StepContext;
+use crate::deadline::Backoff;
 use crate::error::{Result, RotationError};
 
 /// Tag RDS puts on a master secret it manages for a DB instance.
@@ -319,7 +320,7 @@ const POLL_ALLOWANCE: Duration = Duration::from_secs(2);
 pub async fn wait_until_applied(ctx: &StepContext<'_>, target: MasterTarget<'_>) -> Result<()> {
     let started = Instant::now();
     let end = ctx.wait_end(ctx.config.rds_wait);
-    let mut pause = Duration::from_secs(1);
+    let mut backoff = Backoff::new(Duration::from_secs(1), POLL_MAX, end, POLL_ALLOWANCE);
     let mut polls = 0u32;
     loop {
         let seen = match tokio::time::timeout_at(end.into(), target.describe(ctx)).await {
@@ -338,8 +339,7 @@ pub async fn wait_until_applied(ctx: &StepContext<'_>, target: MasterTarget<'_>)
                 return Ok(());
             }
         }
-        let left = end.saturating_duration_since(Instant::now());
-        if seen.is_none() || left <= POLL_ALLOWANCE {
+        if seen.is_none() || !backoff.has_time() {
             let state = match &seen {
                 None => "RDS did not answer DescribeDB* in time".to_owned(),
                 Some(seen) => format!(
@@ -365,8 +365,7 @@ pub async fn wait_until_applied(ctx: &StepContext<'_>, target: MasterTarget<'_>)
                 ),
             });
         }
-        tokio::time::sleep(pause.min(left - POLL_ALLOWANCE)).await;
-        pause = (pause * 2).min(POLL_MAX);
+        backoff.pause().await;
     }
 }
 
