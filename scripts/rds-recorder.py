@@ -237,7 +237,11 @@ def start_change(kind, ident, password):
         try:
             apply_on_local_server(kind, ident, password)
         except Exception as error:  # noqa: BLE001 - reported in the recorder's log
-            print(f"applying the master password of {kind} {ident} failed: {error}", file=sys.stderr, flush=True)
+            # The error's type and exit status only: a CalledProcessError's text holds the
+            # command, and the command holds the password's verifier or hash.
+            status = getattr(error, "returncode", None)
+            print(f"applying the master password of {kind} {ident} failed: {type(error).__name__} (exit status {status})",
+                  file=sys.stderr, flush=True)
         with RDS_LOCK:
             PENDING.pop((kind, ident), None)
         record({"Event": "applied", "id": ident, "at": time.time()})
