@@ -153,12 +153,7 @@ async fn a_secret_outside_the_prefix_is_refused_and_the_step_says_so() {
         .await;
     stack.enable_rotation(&arn).await;
     let before = stack.labels(&arn).await;
-    let run = stack
-        .driver(Mode::SecretsManager)
-        .rotate(&arn)
-        .await
-        .expect("the driver ran");
-    let failure = run.failure().expect("refused").to_string();
+    let failure = refused_rotation(&stack, Mode::SecretsManager, &arn).await;
     for part in [
         "rotate",
         "createSecret",
@@ -179,12 +174,7 @@ async fn a_wrong_resource_tag_is_refused() {
     // A secret without the workflow tag, through the step functions.
     let value = json!({"provider": "iam-access-key", "UserName": "nobody", "AccessKeyId": "AKIAIOSFODNN7EXAMPLE", "SecretAccessKey": "x"});
     let untagged = stack.create_secret(&Stack::unique("gatetag"), &value).await;
-    let run = stack
-        .driver(Mode::Workflow)
-        .rotate(&untagged)
-        .await
-        .expect("the driver ran");
-    let failure = run.failure().expect("refused").to_string();
+    let failure = refused_rotation(&stack, Mode::Workflow, &untagged).await;
     assert!(
         failure.contains("create-secret")
             && failure.contains("AccessDeniedException")
@@ -207,12 +197,7 @@ async fn a_wrong_resource_tag_is_refused() {
         .create_rotating_secret(&Stack::unique("gaterds"), &value, Mode::SecretsManager)
         .await;
     let before = stack.labels(&arn).await;
-    let run = stack
-        .driver(Mode::SecretsManager)
-        .rotate(&arn)
-        .await
-        .expect("the driver ran");
-    let failure = run.failure().expect("refused").to_string();
+    let failure = refused_rotation(&stack, Mode::SecretsManager, &arn).await;
     assert!(
         failure.contains("createSecret")
             && failure.contains("rds:DescribeDBInstances")
@@ -239,12 +224,7 @@ async fn a_wrong_resource_tag_is_refused() {
             Mode::SecretsManager,
         )
         .await;
-    let run = stack
-        .driver(Mode::SecretsManager)
-        .rotate(&arn)
-        .await
-        .expect("the driver ran");
-    let failure = run.failure().expect("refused").to_string();
+    let failure = refused_rotation(&stack, Mode::SecretsManager, &arn).await;
     assert!(
         failure.contains("iam:ListAccessKeys")
             && failure.contains(&format!("arn:aws:iam::123456789012:user/{outsider}")),
@@ -262,6 +242,16 @@ async fn a_wrong_resource_tag_is_refused() {
         1,
         "no key created or deleted"
     );
+}
+
+/// The error of a rotation of `arn` in `mode` that fails (the gate refused a call).
+async fn refused_rotation(stack: &Stack, mode: Mode, arn: &str) -> String {
+    let run = stack
+        .driver(mode)
+        .rotate(arn)
+        .await
+        .expect("the driver ran");
+    run.failure().expect("refused").to_string()
 }
 
 /// Whether the gate logged an allowed `action` by `function` on a resource containing
