@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_secretsmanager::Client;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use indicatif::ProgressBar;
-use rotation::compromise::{plan, Runner, SecretPlan};
+use rotation::compromise::{marker, plan, CompromiseError, Runner, SecretPlan};
 use rotation::secrets_manager::{SecretsManager, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use rotation::{Mode, Step};
 use secrecy::ExposeSecret;
@@ -247,6 +247,17 @@ impl Rotator {
             bar.set_message("dry run: nothing changed");
             return Ok(());
         }
+        if request.compromised {
+            // The functions learn from the marker that these rotations answer a compromise.
+            self.throttle(2).await;
+            let meta = sm
+                .describe(&plan.secret_arn)
+                .await
+                .map_err(|e| self.context.compromise(secret, &CompromiseError::from(e)))?;
+            marker::set(&self.secrets, &meta, std::time::SystemTime::now())
+                .await
+                .map_err(|e| self.context.compromise(secret, &CompromiseError::from(e)))?;
+        }
         let mut token = resume;
         for n in 1..=rotations {
             self.rotate_once(
@@ -270,6 +281,12 @@ impl Rotator {
                     e
                 }
             })?;
+        }
+        if request.compromised {
+            self.throttle(1).await;
+            marker::clear(&self.secrets, &plan.secret_arn)
+                .await
+                .map_err(|e| self.context.compromise(secret, &CompromiseError::from(e)))?;
         }
         outcome.retired = retiring;
         bar.set_message(format!("done: {rotations} rotation(s)"));

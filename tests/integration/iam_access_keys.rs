@@ -486,3 +486,85 @@ async fn set_secret_waits_for_a_new_key_to_propagate_within_its_bound() {
         sorted([&current.id, &previous.id])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compromise_rotation_denies_the_sessions_issued_before_the_leaked_key_was_deleted() {
+    use rotation::providers::iam_access_key::OLDER_SESSIONS_POLICY;
+    let stack = Stack::from_env().await;
+    for mode in [Mode::SecretsManager, Mode::Workflow] {
+        let driver = stack.driver(mode);
+        let IamTestUser { user, secret_arn } = stack.iam_user_with_secret("iamdeny", mode).await;
+        // A normal rotation attaches nothing.
+        assert_succeeded(&driver.rotate(&secret_arn).await.unwrap());
+        let leaked = stack.access_key(&secret_arn, AWSPREVIOUS).await;
+        let policy = |user: String| {
+            let iam = stack.iam.clone();
+            async move {
+                iam.get_user_policy()
+                    .user_name(user)
+                    .policy_name(OLDER_SESSIONS_POLICY)
+                    .send()
+                    .await
+            }
+        };
+        assert!(policy(user.clone()).await.is_err(), "{mode}: attached by a normal rotation");
+
+        // The compromise marker on the secret: this rotation answers a compromise.
+        let began = std::time::SystemTime::now();
+        stack
+            .secrets
+            .tag_resource()
+            .secret_id(&secret_arn)
+            .tags(
+                aws_sdk_secretsmanager::types::Tag::builder()
+                    .key(rotation::compromise_marker::TAG)
+                    .value(rotation::compromise_marker::value(began))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let run = driver.rotate(&secret_arn).await.unwrap();
+        assert_succeeded(&run);
+        let cutoff = std::time::SystemTime::now();
+        stack.assert_key_revoked(&user, &leaked).await;
+        let warnings = &run.steps[0].result.as_ref().unwrap().warnings;
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(OLDER_SESSIONS_POLICY) && w.contains(&leaked.id)),
+            "{mode}: {warnings:?}"
+        );
+        let document = policy(user.clone())
+            .await
+            .expect("the deny policy is attached")
+            .policy_document
+            .clone();
+        let document = percent_encoding::percent_decode_str(&document)
+            .decode_utf8()
+            .unwrap()
+            .into_owned();
+        // A session token issued before the rotation is denied whatever it asks; one issued
+        // after it, and a request signed with a long-term key (no token issue time), are not.
+        let ask = |issued: Option<std::time::SystemTime>| {
+            let issued = issued.map(rotation::compromise_marker::value);
+            let context: Vec<(&str, &str)> = issued
+                .as_deref()
+                .map(|t| vec![("aws:TokenIssueTime", t)])
+                .unwrap_or_default();
+            test_support::policy_gate::explicitly_denies(
+                &document,
+                "s3:GetObject",
+                "arn:aws:s3:::orders/2026/12/07.csv",
+                &context,
+            )
+            .unwrap()
+        };
+        assert!(ask(Some(began - Duration::from_secs(3600))), "{mode}: {document}");
+        assert!(ask(Some(began - Duration::from_secs(1))), "{mode}: {document}");
+        assert!(!ask(Some(cutoff + Duration::from_secs(2))), "{mode}: {document}");
+        assert!(!ask(None), "{mode}: {document}");
+        let current = stack.access_key(&secret_arn, AWSCURRENT).await;
+        stack.assert_key_works(&user, &current).await;
+    }
+}

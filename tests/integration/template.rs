@@ -685,23 +685,28 @@ fn the_compromise_function_retries_without_rerunning_and_records_incidents_only(
     ] {
         assert!(variables[name].is_string(), "{name} is not set");
     }
-    // The compromise role tags secrets with the incident record and nothing else, and moves
-    // no label, writes no value.
+    // The compromise role sets and removes two tags on secrets, the incident record and the
+    // compromise marker, and nothing else, and moves no label, writes no value.
     let role = &roles(&t)[role_of(&t, "CompromiseFunction")];
-    let tagging: Vec<Value> = statements(role)
-        .into_iter()
-        .filter(|s| statement_grants(s, "secretsmanager:TagResource"))
-        .collect();
-    assert_eq!(tagging.len(), 1);
-    assert_eq!(
-        tagging[0]["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"],
-        json!([rotation::compromise::incident::RECORD_TAG])
-    );
+    for action in ["secretsmanager:TagResource", "secretsmanager:UntagResource"] {
+        let tagging: Vec<Value> = statements(role)
+            .into_iter()
+            .filter(|s| statement_grants(s, action))
+            .collect();
+        assert_eq!(tagging.len(), 1, "{action}");
+        assert_eq!(
+            tagging[0]["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"],
+            json!([
+                rotation::compromise::incident::RECORD_TAG,
+                rotation::compromise::marker::TAG
+            ]),
+            "{action}"
+        );
+    }
     assert!(grants(role, "secretsmanager:ListSecretVersionIds"));
     for action in [
         "secretsmanager:PutSecretValue",
         "secretsmanager:UpdateSecretVersionStage",
-        "secretsmanager:UntagResource",
         "events:PutEvents",
     ] {
         assert!(!grants(role, action), "compromise may {action}");
@@ -821,11 +826,12 @@ fn defaults() -> Deployment {
     d
 }
 
-const PROVIDER_ACTIONS: [&str; 8] = [
+const PROVIDER_ACTIONS: [&str; 9] = [
     "iam:ListAccessKeys",
     "iam:GetAccessKeyLastUsed",
     "iam:CreateAccessKey",
     "iam:DeleteAccessKey",
+    "iam:PutUserPolicy",
     "rds:DescribeDBInstances",
     "rds:DescribeDBClusters",
     "rds:ModifyDBInstance",
@@ -854,7 +860,7 @@ fn each_provider_permission_goes_only_to_the_steps_that_call_it() {
     let t = template();
     let on = Deployment::test_bed();
     let iam = role_set(&t, &["RotateFunction", "CreateSecretFunction"]);
-    for action in &PROVIDER_ACTIONS[..4] {
+    for action in &PROVIDER_ACTIONS[..5] {
         assert_eq!(deployed_roles_granting(&on, action), iam, "{action}");
     }
     let discovery = role_set(
@@ -866,11 +872,11 @@ fn each_provider_permission_goes_only_to_the_steps_that_call_it() {
             "TestSecretFunction",
         ],
     );
-    for action in &PROVIDER_ACTIONS[4..6] {
+    for action in &PROVIDER_ACTIONS[5..7] {
         assert_eq!(deployed_roles_granting(&on, action), discovery, "{action}");
     }
     let master = role_set(&t, &["RotateFunction", "SetSecretFunction"]);
-    for action in &PROVIDER_ACTIONS[6..] {
+    for action in &PROVIDER_ACTIONS[7..] {
         assert_eq!(deployed_roles_granting(&on, action), master, "{action}");
     }
 }
@@ -879,7 +885,8 @@ fn each_provider_permission_goes_only_to_the_steps_that_call_it() {
 fn provider_permissions_are_scoped_by_user_path_and_resource_tag() {
     let on = Deployment::test_bed();
     for s in deployed_statements(&on, "RotateRole") {
-        if statement_grants(&s, "iam:CreateAccessKey") {
+        if statement_grants(&s, "iam:CreateAccessKey") || statement_grants(&s, "iam:PutUserPolicy")
+        {
             assert_eq!(
                 s["Resource"], "arn:aws:iam::123456789012:user/rotation/*",
                 "{s}"

@@ -8,6 +8,7 @@
 //! (`invoke`) the way Secrets Manager or the workflow would: the local stack's stand-in for
 //! both, used by the compromise response there and by the command line.
 
+pub mod compromise_marker;
 pub mod concurrent;
 pub mod config;
 pub mod deadline;

@@ -76,6 +76,33 @@ struct RolePolicies {
     evaluator: PolicyEvaluator,
 }
 
+/// Whether the identity policy `document` explicitly denies `action` on `resource` for a
+/// request whose context holds `context` (condition keys and their values as strings, e.g.
+/// `aws:TokenIssueTime`), evaluated as IAM evaluates it (the same evaluator as the gate).
+pub fn explicitly_denies(
+    document: &str,
+    action: &str,
+    resource: &str,
+    context: &[(&str, &str)],
+) -> Result<bool, String> {
+    let policy = IAMPolicy::from_json(document).map_err(|e| format!("the policy: {e}"))?;
+    let mut ctx = Context::new();
+    for (key, value) in context {
+        ctx.insert((*key).to_owned(), ContextValue::String((*value).to_owned()));
+    }
+    let arn = Arn::parse(resource).map_err(|e| format!("{resource}: {e}"))?;
+    let request = IAMRequest::new_with_context(
+        Principal::Aws(PrincipalId::String("arn:aws:iam::123456789012:user/u".into())),
+        action.to_owned(),
+        arn,
+        ctx,
+    );
+    PolicyEvaluator::with_policies(vec![policy])
+        .evaluate(&request)
+        .map(|r| r.decision == Decision::Deny)
+        .map_err(|e| format!("evaluating the policy: {e}"))
+}
+
 /// The gate's decision on one request.
 #[derive(Debug)]
 pub enum Verdict {
@@ -444,6 +471,17 @@ impl Gate {
                     check = check.with(format!("aws:RequestTag/{k}"), v);
                 }
             }
+            check
+                .context
+                .insert("aws:TagKeys".into(), ContextValue::StringList(keys));
+        }
+        if call.operation == "UntagResource" {
+            let keys: Vec<String> = call.json["TagKeys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect();
             check
                 .context
                 .insert("aws:TagKeys".into(), ContextValue::StringList(keys));

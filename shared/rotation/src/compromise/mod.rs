@@ -10,6 +10,7 @@
 //!   incident, the record on the secret).
 //! - [`bounds`]: secrets per incident, rotations per secret per hour.
 //! - [`lambda`]: the function's glue (`functions/compromise`).
+//! - [`marker`]: the tag that tells the functions a rotation answers a compromise.
 //!
 //! The same pieces serve an on-call command line: resolve a request, print the plan, run it.
 
@@ -21,6 +22,7 @@ pub mod plan;
 pub mod request;
 pub mod runner;
 
+pub use crate::compromise_marker as marker;
 pub use bounds::Bounds;
 pub use error::CompromiseError;
 pub use incident::Incident;

@@ -125,7 +125,8 @@ impl Runner {
     ///   [`Incident::token`] gives it: one already finished (AWSCURRENT or AWSPREVIOUS) is
     ///   skipped, one in progress is resumed, so a repeated or retried event starts none twice;
     /// - before anything starts, the rotations still to start are checked against `bounds`;
-    /// - at the end the incident is recorded on the secret.
+    /// - the secret carries the compromise marker ([`super::marker`]) from before its first
+    ///   rotation until the incident is recorded on it at the end.
     pub async fn retire(
         &self,
         plan: &SecretPlan,
@@ -136,6 +137,10 @@ impl Runner {
         let metadata = sm.describe(&plan.secret_arn).await?;
         let record = metadata.tags.get(RECORD_TAG).map(String::as_str);
         if incident.is_recorded_in(record) {
+            // A response that stopped between its record and clearing the marker.
+            if metadata.tags.contains_key(super::marker::TAG) {
+                super::marker::clear(&self.secrets, &plan.secret_arn).await?;
+            }
             return Ok(Retirement {
                 versions: Vec::new(),
                 already_retired: true,
@@ -177,6 +182,8 @@ impl Runner {
         let created: Vec<SystemTime> = versions.iter().filter_map(|v| v.created).collect();
         bounds.check_rotations(&plan.secret_arn, &created, new, SystemTime::now())?;
 
+        // The functions learn from the marker that these rotations answer a compromise.
+        super::marker::set(&self.secrets, &metadata, SystemTime::now()).await?;
         let mut rotated = Vec::new();
         if let Some(token) = other_in_progress {
             self.resume(plan, &token).await?;
@@ -202,6 +209,7 @@ impl Runner {
         }
         self.record(&plan.secret_arn, incident.recorded_in(record))
             .await?;
+        super::marker::clear(&self.secrets, &plan.secret_arn).await?;
         Ok(Retirement {
             versions: rotated,
             already_retired: false,

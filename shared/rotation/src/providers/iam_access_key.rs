@@ -17,9 +17,12 @@
 //! Before deleting a key, createSecret asks IAM when it was last used. A use after the previous
 //! rotation finished means something still uses the old key: createSecret warns (naming the key
 //! id, never the secret) in its log and report, or, in strict mode, refuses to revoke and fails
-//! without changing anything, unless the secret carries the incident tag [`TAG_INCIDENT`].
+//! without changing anything, unless the secret carries the compromise marker
+//! ([`crate::compromise_marker`]). During a compromise response, each key deletion also attaches
+//! an inline policy to the user that denies the session tokens issued before it
+//! ([`older_sessions_denied`]), so that credentials derived from a leaked key die with it.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_types::date_time::Format;
@@ -63,10 +66,6 @@ fn format_time(time: &DateTime) -> String {
 pub fn used_after(used: &DateTime, since: Option<&DateTime>) -> bool {
     since.is_none_or(|since| used.secs() > since.secs())
 }
-
-/// A secret tag an administrator sets during an incident (its value names the incident): strict
-/// revocation then does not keep a key that is still in use, since that may be the leaked one.
-pub const TAG_INCIDENT: &str = "rotation-compromise";
 
 /// IAM's limit on access keys per user (not adjustable).
 pub const KEYS_PER_USER: usize = 2;
@@ -249,14 +248,11 @@ pub async fn create(
             .access_key_last_used()
             .and_then(|u| u.last_used_date().copied());
         if let Some(used) = last_used.filter(|used| used_after(used, since.as_ref())) {
-            let incident = ctx
-                .secret
-                .tags
-                .get(TAG_INCIDENT)
-                .filter(|incident| !incident.is_empty());
-            if let (true, Some(incident)) = (strict, incident) {
+            let marker = ctx.secret.tags.get(crate::compromise_marker::TAG);
+            if let (true, Some(marker)) = (strict, marker) {
                 ctx.warn(format!(
-                    "strict revocation does not hold during incident {incident:?} (tag {TAG_INCIDENT} on the secret): the key in use may be the leaked one"
+                    "strict revocation does not hold during a compromise response (tag {} = {marker:?} on the secret): the key in use may be the leaked one",
+                    crate::compromise_marker::TAG
                 ));
             } else if strict {
                 return Err(RotationError::RevocationRefused {
@@ -321,6 +317,9 @@ pub async fn create(
             Err(SdkError::ServiceError(e)) if e.err().is_no_such_entity_exception() => {}
             Err(e) => return Err(iam_error("DeleteAccessKey", user, e)),
         }
+        if crate::compromise_marker::active(ctx.secret) {
+            deny_older_sessions(ctx, &iam, user, key_id, SystemTime::now()).await?;
+        }
     }
     let created = iam
         .create_access_key()
@@ -346,6 +345,62 @@ pub async fn create(
         strategy: STRATEGY,
         value: current.next_version(key.access_key_id(), &secret_access_key),
     })
+}
+
+/// The name of the inline user policy a compromise response attaches ([`older_sessions_denied`]).
+pub const OLDER_SESSIONS_POLICY: &str = "rotation-deny-older-sessions";
+
+/// The policy that denies every request signed with temporary credentials issued before
+/// `cutoff` (`aws:TokenIssueTime`, as in AWS's documented revocation of older sessions): session
+/// tokens a leaked key obtained (GetSessionToken, GetFederationToken) stop working, while
+/// requests signed with the user's long-term keys carry no token issue time and are not
+/// affected. The user's session tokens last at most 36 hours, so the policy can be deleted
+/// after that; keeping it does no harm.
+pub fn older_sessions_denied(cutoff: SystemTime) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenySessionsIssuedBeforeTheCompromiseRotation",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {
+                "DateLessThan": {"aws:TokenIssueTime": crate::compromise_marker::value(cutoff)}
+            }
+        }]
+    })
+    .to_string()
+}
+
+/// During a compromise response, after the key `revoked` was deleted: attaches
+/// [`OLDER_SESSIONS_POLICY`] to `user` (PutUserPolicy replaces an earlier one: a retry only moves
+/// the cutoff later) and reports it.
+async fn deny_older_sessions(
+    ctx: &StepContext<'_>,
+    iam: &aws_sdk_iam::Client,
+    user: &str,
+    revoked: &str,
+    cutoff: SystemTime,
+) -> Result<()> {
+    iam.put_user_policy()
+        .user_name(user)
+        .policy_name(OLDER_SESSIONS_POLICY)
+        .policy_document(older_sessions_denied(cutoff))
+        .send()
+        .await
+        .map_err(|e| iam_error("PutUserPolicy", user, e))?;
+    let at = crate::compromise_marker::value(cutoff);
+    tracing::info!(
+        secret_arn = %ctx.secret.arn,
+        user,
+        revoked,
+        sessions_issued_before = %at,
+        "compromise response: denied the IAM user's sessions issued before the leaked key was deleted"
+    );
+    ctx.warn(format!(
+        "compromise response: access key {revoked} deleted and IAM user {user:?} given the inline policy {OLDER_SESSIONS_POLICY}, which denies every session token issued before {at} (aws:TokenIssueTime)"
+    ));
+    Ok(())
 }
 
 /// The ARN STS sees for a request signed with `secret`'s access key.
