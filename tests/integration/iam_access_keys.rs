@@ -493,7 +493,9 @@ async fn a_compromise_rotation_denies_the_sessions_issued_before_the_leaked_key_
     let stack = Stack::from_env().await;
     for mode in [Mode::SecretsManager, Mode::Workflow] {
         let driver = stack.driver(mode);
-        let IamTestUser { user, secret_arn } = stack.iam_user_with_secret("iamdeny", mode).await;
+        let IamTestUser {
+            user, secret_arn, ..
+        } = stack.iam_user_with_secret("iamdeny", mode).await;
         // A normal rotation attaches nothing.
         assert_succeeded(&driver.rotate(&secret_arn).await.unwrap());
         let leaked = stack.access_key(&secret_arn, AWSPREVIOUS).await;
@@ -507,7 +509,10 @@ async fn a_compromise_rotation_denies_the_sessions_issued_before_the_leaked_key_
                     .await
             }
         };
-        assert!(policy(user.clone()).await.is_err(), "{mode}: attached by a normal rotation");
+        assert!(
+            policy(user.clone()).await.is_err(),
+            "{mode}: attached by a normal rotation"
+        );
 
         // The compromise marker on the secret: this rotation answers a compromise.
         let began = std::time::SystemTime::now();
@@ -560,9 +565,18 @@ async fn a_compromise_rotation_denies_the_sessions_issued_before_the_leaked_key_
             )
             .unwrap()
         };
-        assert!(ask(Some(began - Duration::from_secs(3600))), "{mode}: {document}");
-        assert!(ask(Some(began - Duration::from_secs(1))), "{mode}: {document}");
-        assert!(!ask(Some(cutoff + Duration::from_secs(2))), "{mode}: {document}");
+        assert!(
+            ask(Some(began - Duration::from_secs(3600))),
+            "{mode}: {document}"
+        );
+        assert!(
+            ask(Some(began - Duration::from_secs(1))),
+            "{mode}: {document}"
+        );
+        assert!(
+            !ask(Some(cutoff + Duration::from_secs(2))),
+            "{mode}: {document}"
+        );
         assert!(!ask(None), "{mode}: {document}");
         let current = stack.access_key(&secret_arn, AWSCURRENT).await;
         stack.assert_key_works(&user, &current).await;

@@ -314,7 +314,11 @@ impl SecretsManager {
 }
 
 /// Turns an SDK error into a [`RotationError`] that names the operation and the service's code.
-pub(crate) fn sdk_error<E, R>(operation: &'static str, secret: &str, err: SdkError<E, R>) -> RotationError
+pub(crate) fn sdk_error<E, R>(
+    operation: &'static str,
+    secret: &str,
+    err: SdkError<E, R>,
+) -> RotationError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

@@ -92,7 +92,9 @@ pub fn explicitly_denies(
     }
     let arn = Arn::parse(resource).map_err(|e| format!("{resource}: {e}"))?;
     let request = IAMRequest::new_with_context(
-        Principal::Aws(PrincipalId::String("arn:aws:iam::123456789012:user/u".into())),
+        Principal::Aws(PrincipalId::String(
+            "arn:aws:iam::123456789012:user/u".into(),
+        )),
         action.to_owned(),
         arn,
         ctx,
