@@ -8,6 +8,7 @@ mod aws_faults;
 mod bad_inputs;
 mod cli;
 mod compromise;
+mod continuity;
 mod db_faults;
 mod fault_matrix;
 mod hostile_names;

@@ -1,36 +1,37 @@
-//! The client applications use: the keyring's AWSCURRENT version, loaded from Secrets Manager
-//! and cached for a short time.
+//! The client applications use: the keyring's AWSCURRENT version, read through the secret
+//! cache of `rotation-consumer` (one cache for every kind of secret) and parsed once per
+//! version.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use rotation_consumer::{FetchError, SecretCache, Stats, Version};
 
 use crate::error::{KeyringError, Result};
 use crate::keyring::Keyring;
 
 /// The staging label of the version a client reads: always the current one, so that a key a
 /// rotation destroyed is refused even though older versions still carry it.
-pub const STAGE: &str = "AWSCURRENT";
+pub const STAGE: &str = rotation_consumer::AWSCURRENT;
 
 /// Loads a keyring from Secrets Manager and encrypts and decrypts with it.
 ///
 /// The keyring is cached for [`KeyringClient::max_age`] (60 s unless set). A ciphertext
-/// naming a key newer than the cached keyring triggers one reload, so data encrypted by an
+/// naming a key newer than the cached keyring triggers a reload (the cache's refetch rule: at
+/// most once per cached version per [`SecretCache::refetch_interval`], so ciphertexts naming a
+/// future key cannot turn into a stream of GetSecretValue calls), and data encrypted by an
 /// instance that already saw a rotation decrypts at once everywhere.
 pub struct KeyringClient {
-    client: aws_sdk_secretsmanager::Client,
-    secret_id: String,
-    max_age: Duration,
-    cache: Mutex<Option<(Instant, Arc<Keyring>)>>,
+    secret: SecretCache,
+    /// The keyring parsed from the version with this id.
+    parsed: Mutex<Option<(String, Arc<Keyring>)>>,
 }
 
 impl fmt::Debug for KeyringClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyringClient")
-            .field("secret_id", &self.secret_id)
-            .field("max_age", &self.max_age)
+            .field("secret", &self.secret)
             .finish_non_exhaustive()
     }
 }
@@ -42,60 +43,46 @@ impl KeyringClient {
     /// A client for the keyring in secret `secret_id` (name or ARN).
     pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: impl Into<String>) -> Self {
         KeyringClient {
-            client,
-            secret_id: secret_id.into(),
-            max_age: Self::DEFAULT_MAX_AGE,
-            cache: Mutex::new(None),
+            secret: SecretCache::new(client, secret_id).with_ttl(Self::DEFAULT_MAX_AGE),
+            parsed: Mutex::new(None),
         }
     }
 
     /// Sets how long a loaded keyring is used (zero: load on every call).
     pub fn with_max_age(mut self, max_age: Duration) -> Self {
-        self.max_age = max_age;
+        self.secret = self.secret.with_ttl(max_age);
         self
     }
 
     /// How long a loaded keyring is used before it is loaded again.
     pub fn max_age(&self) -> Duration {
-        self.max_age
+        self.secret.ttl()
+    }
+
+    /// The Secrets Manager calls and reloads this client made.
+    pub fn stats(&self) -> Stats {
+        self.secret.stats()
     }
 
     /// The keyring: the cached one while it is fresh, else the AWSCURRENT version.
     pub async fn keyring(&self) -> Result<Arc<Keyring>> {
-        if let Ok(cache) = self.cache.lock() {
-            if let Some((loaded, keyring)) = cache.as_ref() {
-                if loaded.elapsed() < self.max_age {
-                    return Ok(keyring.clone());
-                }
-            }
-        }
-        self.refresh().await
+        Ok(self.load().await?.1)
     }
 
     /// Loads the AWSCURRENT version now, whatever the cache holds.
     pub async fn refresh(&self) -> Result<Arc<Keyring>> {
-        let out = self
-            .client
-            .get_secret_value()
-            .secret_id(&self.secret_id)
-            .version_stage(STAGE)
-            .send()
-            .await
-            .map_err(|e| sdk_error(&self.secret_id, e))?;
-        let text = out.secret_string().ok_or_else(|| {
-            KeyringError::Invalid("the secret holds binary data, not the keyring's JSON".into())
-        })?;
-        let keyring = Arc::new(Keyring::parse(text)?);
-        if let Ok(mut cache) = self.cache.lock() {
-            *cache = Some((Instant::now(), keyring.clone()));
-        }
-        Ok(keyring)
+        let version = self.secret.refresh().await.map_err(fetch_error)?;
+        self.parse(&version)
     }
 
     /// Encrypts with the active key, binding `aad` (may be empty).
     pub async fn encrypt(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-        match self.keyring().await?.encrypt(plaintext, aad) {
-            Err(KeyringError::NoActiveKey(_)) => self.refresh().await?.encrypt(plaintext, aad),
+        let (version, keyring) = self.load().await?;
+        match keyring.encrypt(plaintext, aad) {
+            Err(e @ KeyringError::NoActiveKey(_)) => match self.reload(&version).await? {
+                Some(newer) => newer.encrypt(plaintext, aad),
+                None => Err(e),
+            },
             other => other,
         }
     }
@@ -103,23 +90,69 @@ impl KeyringClient {
     /// Decrypts with the key the header names; a destroyed key fails with
     /// [`KeyringError::Destroyed`], an altered ciphertext with [`KeyringError::Tampered`].
     pub async fn decrypt(&self, ciphertext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-        match self.keyring().await?.decrypt(ciphertext, aad) {
-            Err(KeyringError::UnknownKey { newer: true, .. }) => {
-                self.refresh().await?.decrypt(ciphertext, aad)
+        let (version, keyring) = self.load().await?;
+        match keyring.decrypt(ciphertext, aad) {
+            Err(e @ KeyringError::UnknownKey { newer: true, .. }) => {
+                match self.reload(&version).await? {
+                    Some(newer) => newer.decrypt(ciphertext, aad),
+                    None => Err(e),
+                }
             }
             other => other,
         }
     }
+
+    async fn load(&self) -> Result<(Arc<Version>, Arc<Keyring>)> {
+        let version = self.secret.current().await.map_err(fetch_error)?;
+        let keyring = self.parse(&version)?;
+        Ok((version, keyring))
+    }
+
+    /// A newer keyring than the one of `version`, if the cache's refetch rule finds one.
+    async fn reload(&self, version: &Version) -> Result<Option<Arc<Keyring>>> {
+        match self
+            .secret
+            .refetch_current(version)
+            .await
+            .map_err(fetch_error)?
+        {
+            Some(newer) => Ok(Some(self.parse(&newer)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The keyring of `version`, parsed once per version id.
+    fn parse(&self, version: &Version) -> Result<Arc<Keyring>> {
+        use secrecy::ExposeSecret;
+        if let Ok(parsed) = self.parsed.lock() {
+            if let Some((id, keyring)) = parsed.as_ref() {
+                if id == version.id() {
+                    return Ok(keyring.clone());
+                }
+            }
+        }
+        let keyring = Arc::new(Keyring::parse(version.value().expose_secret())?);
+        if let Ok(mut parsed) = self.parsed.lock() {
+            *parsed = Some((version.id().to_owned(), keyring.clone()));
+        }
+        Ok(keyring)
+    }
 }
 
-fn sdk_error<E, R>(secret: &str, err: SdkError<E, R>) -> KeyringError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
-{
-    KeyringError::SecretsManager {
-        operation: "GetSecretValue",
-        secret: secret.to_owned(),
-        message: crate::aws_error::message(&err),
+fn fetch_error(err: FetchError) -> KeyringError {
+    match err {
+        FetchError::SecretsManager {
+            operation,
+            secret,
+            message,
+            ..
+        } => KeyringError::SecretsManager {
+            operation,
+            secret,
+            message,
+        },
+        FetchError::Incomplete { .. } | FetchError::NoSuchVersion { .. } => {
+            KeyringError::Invalid(err.to_string())
+        }
     }
 }

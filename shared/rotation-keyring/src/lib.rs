@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
-pub mod aws_error;
+/// The one message for any AWS SDK error; it lives in `rotation-consumer`, below this crate.
+pub use rotation_consumer::aws_error;
 pub mod ciphertext;
 pub mod client;
 pub mod error;

@@ -1,8 +1,9 @@
 //! One message for any AWS SDK error: the service's code and message, or the transport
 //! failure with its causes. AWS services never echo secret values in their errors.
 //!
-//! It lives in this crate, the lowest of the workspace, so that the keyring's client and the
-//! `rotation` crate (which depends on this one) share it.
+//! It lives in this crate, the lowest of the workspace that speaks to AWS, so that the secret
+//! cache, the keyring's client and the `rotation` crate share it (`rotation_keyring::aws_error`
+//! is this module, re-exported).
 
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
