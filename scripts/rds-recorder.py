@@ -18,7 +18,10 @@ SignatureDoesNotMatch when the Signature Version 4 signature was not made with t
 The stack's own credentials, which are no IAM user's key, are forwarded unchecked. After
 `POST /_recorder/iam-propagation` with `{"user": NAME, "seconds": N}`, a key CreateAccessKey
 returns for that user is refused as InvalidClientTokenId for N seconds, as AWS refuses a new
-key until it has propagated.
+key until it has propagated. A checked STS request is checked and answered while no
+DeleteAccessKey or UpdateAccessKey is forwarded: a key deleted between the check and moto's
+answer would otherwise get moto's answer for a key it does not know, its default identity
+(`user/moto`), where AWS answers as the key's user or refuses the key, never as someone else.
 
 RDS applying a master password: AWS applies ModifyDBInstance / ModifyDBCluster's
 MasterUserPassword asynchronously ("between the time of the request and the completion of the
@@ -112,6 +115,9 @@ KEYS = {}  # access key id -> (user name, secret access key, created), from Crea
 # this many seconds after CreateAccessKey (POST /_recorder/iam-propagation {"user", "seconds"}).
 PROPAGATION_SECONDS = {}
 KEYS_LOCK = threading.Lock()
+# Held while a checked STS request is checked and forwarded, and while an IAM call that
+# deletes or deactivates a key is forwarded: each STS answer is for a key state IAM had.
+KEY_STATE_LOCK = threading.Lock()
 MOTO_IAM = boto3.client(
     "iam",
     endpoint_url=MOTO_URL,
@@ -358,10 +364,20 @@ class Recorder(BaseHTTPRequestHandler):
         service = service_of(self.headers)
         params = {}
         if service == "sts":
-            refusal = sts_refusal("POST", self.path, self.headers, body)
-            if refusal:
-                self.reply_error(*refusal)
-                return
+            with KEY_STATE_LOCK:
+                refusal = sts_refusal("POST", self.path, self.headers, body)
+                if refusal:
+                    self.reply_error(*refusal)
+                else:
+                    self.forward(body)
+            return
+        if service == "iam" and urllib.parse.parse_qs(body.decode()).get("Action") in (
+            ["DeleteAccessKey"],
+            ["UpdateAccessKey"],
+        ):
+            with KEY_STATE_LOCK:
+                self.forward(body)
+            return
         elif service == "secretsmanager":
             target = self.headers.get("X-Amz-Target") or ""
             lagged = lagged_list_secrets(body) if target.endswith(".ListSecrets") else None
