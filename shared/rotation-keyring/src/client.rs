@@ -156,3 +156,67 @@ fn fetch_error(err: FetchError) -> KeyringError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The client's reloads against a Secrets Manager client answered by aws-smithy-mocks
+    //! rules in order: a call more than scripted panics the test.
+
+    use std::time::SystemTime;
+
+    use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
+    use aws_sdk_secretsmanager::Client;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    /// GetSecretValue of AWSCURRENT answering `keyring` as version `id`.
+    fn current(id: &'static str, keyring: &Keyring) -> Rule {
+        let json = keyring.to_json().expose_secret().to_owned();
+        mock!(Client::get_secret_value)
+            .match_requests(|req| req.version_stage() == Some(STAGE))
+            .then_output(move || {
+                GetSecretValueOutput::builder()
+                    .version_id(id)
+                    .secret_string(json.clone())
+                    .build()
+            })
+    }
+
+    #[tokio::test]
+    async fn a_newer_key_reloads_once_and_a_key_no_version_has_costs_no_call_per_decrypt() {
+        let now = SystemTime::now();
+        let empty =
+            Keyring::parse(r#"{"provider":"keyring","retentionRotations":3,"keys":[]}"#).unwrap();
+        let first = empty.rotate(now).unwrap().keyring;
+        let second = first.rotate(now).unwrap().keyring;
+        let third = second.rotate(now).unwrap().keyring;
+        let rules = [
+            current("v1", &first),
+            current("v2", &second),
+            current("v2", &second),
+        ];
+        let client = KeyringClient::new(
+            mock_client!(aws_sdk_secretsmanager, RuleMode::Sequential, rules.iter()),
+            "keyring",
+        );
+        assert_eq!(client.keyring().await.unwrap().keys().len(), 1);
+        // Sealed by an instance that saw the next rotation: one reload finds its key.
+        let newer = second.encrypt(b"newer", b"").unwrap();
+        assert_eq!(client.decrypt(&newer, b"").await.unwrap(), b"newer");
+        // A key that no version has yet (or a forged generation): one reload, then none
+        // within the refetch interval, however many times it is decrypted.
+        let future = third.encrypt(b"future", b"").unwrap();
+        for _ in 0..20 {
+            assert!(matches!(
+                client.decrypt(&future, b"").await,
+                Err(KeyringError::UnknownKey { newer: true, .. })
+            ));
+        }
+        for (i, rule) in rules.iter().enumerate() {
+            assert_eq!(rule.num_calls(), 1, "rule {i}");
+        }
+        assert_eq!(client.stats().fetches, 3);
+    }
+}
