@@ -65,6 +65,14 @@ pub enum CliError {
         /// The version labelled AWSCURRENT.
         current: String,
     },
+    /// `rollback` refused: the AWSPREVIOUS credential is not proved to work (or cannot).
+    #[error("not rolling back {secret}: {reason}")]
+    RollbackRefused {
+        /// The secret.
+        secret: String,
+        /// Why, and what to do instead.
+        reason: String,
+    },
     /// A rotation function did not answer in time.
     #[error("function {function} timed out on {secret} after {seconds}s: the rotation is left in progress (AWSPENDING stays); check the function's log, then resume with --resume or abandon it as `status` shows")]
     FunctionTimedOut {
@@ -100,6 +108,7 @@ impl CliError {
             CliError::NotFound { .. } => "SecretNotFound",
             CliError::NotConfigured { .. } => "RotationNotConfigured",
             CliError::InProgress { .. } => "RotationInProgress",
+            CliError::RollbackRefused { .. } => "RollbackRefused",
             CliError::FunctionTimedOut { .. } => "FunctionTimedOut",
             CliError::RotationFailed { .. } => "RotationFailed",
             CliError::Usage(_) => "Usage",
