@@ -177,7 +177,11 @@ impl Gate {
 fn weekday_and_minute(at: SystemTime) -> (u32, u32) {
     let secs: i64 = match at.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX) - 1,
+        // Before 1970: the whole seconds down (floor), so that a minute's start stays in it.
+        Err(e) => {
+            let d = e.duration();
+            -i64::try_from(d.as_secs()).unwrap_or(i64::MAX) - i64::from(d.subsec_nanos() > 0)
+        }
     };
     let days = secs.div_euclid(86_400);
     let minute = u32::try_from(secs.rem_euclid(86_400) / 60).unwrap_or(0);
