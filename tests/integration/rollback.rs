@@ -10,7 +10,7 @@ use rotator::versions::version_with;
 use serde_json::{json, Value};
 use test_support::{assert_succeeded, Credentials, Db, Stack, TestUser};
 
-use crate::cli::{rotator_json, stderr};
+use crate::cli::{rotator, rotator_json, stderr, stdout};
 use crate::outcomes::{receive, subscribe};
 
 /// The versions labelled AWSCURRENT and AWSPREVIOUS.
@@ -113,6 +113,14 @@ async fn iam_access_keys_roll_back_and_forward_again_and_both_authenticate() {
     );
     let newer = stack.access_key(&arn, AWSCURRENT).await;
 
+    // A dry run proves and says what it would do, and moves nothing.
+    let before = stack.labels(&arn).await;
+    let (out, report) = rotator_json(&["rollback", "--dry-run", &arn]).await;
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["dryRun"], true, "{report}");
+    assert_eq!(report["event"], "not published (dry run)", "{report}");
+    assert_eq!(stack.labels(&arn).await, before, "a dry run moved labels");
+
     let report = roll_back(&stack, &arn).await;
     assert_eq!(
         report["credential"],
@@ -123,7 +131,27 @@ async fn iam_access_keys_roll_back_and_forward_again_and_both_authenticate() {
     stack.assert_key_works(&created.user, &created.key).await;
     stack.assert_key_works(&created.user, &newer).await;
 
-    roll_back(&stack, &arn).await;
+    // Forward again, read as a person reads it.
+    let (current, previous) = current_and_previous(&stack, &arn).await;
+    let out = rotator(&["rollback", &arn]).await;
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("rolled back (iam-access-key / dual-phase)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "AWSCURRENT:  {previous} (was AWSPREVIOUS; access key {})",
+            newer.id
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("AWSPREVIOUS: {current} (was AWSCURRENT)")),
+        "{text}"
+    );
+    assert!(text.contains("event: published"), "{text}");
     assert_eq!(stack.access_key(&arn, AWSCURRENT).await.id, newer.id);
     stack.assert_key_works(&created.user, &created.key).await;
     stack.assert_key_works(&created.user, &newer).await;
