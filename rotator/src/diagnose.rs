@@ -65,6 +65,14 @@ pub enum CliError {
         /// The version labelled AWSCURRENT.
         current: String,
     },
+    /// The secret's rotation window is closed: the functions would decline the rotation.
+    #[error("not rotating {secret}: {reason}; the functions would decline the rotation, so wait until the window opens (after a compromise, `rotate --compromised` ignores the window)")]
+    OutsideWindow {
+        /// The secret.
+        secret: String,
+        /// The window, the time now and when it opens next.
+        reason: String,
+    },
     /// `rollback` refused: the AWSPREVIOUS credential is not proved to work (or cannot).
     #[error("not rolling back {secret}: {reason}")]
     RollbackRefused {
@@ -109,6 +117,7 @@ impl CliError {
             CliError::NotConfigured { .. } => "RotationNotConfigured",
             CliError::InProgress { .. } => "RotationInProgress",
             CliError::RollbackRefused { .. } => "RollbackRefused",
+            CliError::OutsideWindow { .. } => "OutsideWindow",
             CliError::FunctionTimedOut { .. } => "FunctionTimedOut",
             CliError::RotationFailed { .. } => "RotationFailed",
             CliError::Usage(_) => "Usage",

@@ -244,6 +244,24 @@ impl Rotator {
             }
             _ => (None, None),
         };
+        if !request.compromised && finish_first.is_none() && resume.is_none() {
+            // A rotation would be declined outside the secret's window (a compromise response
+            // ignores it, and one in progress finishes whatever the window).
+            self.throttle(1).await;
+            let meta = sm
+                .describe(&plan.secret_arn)
+                .await
+                .map_err(|e| self.context.compromise(secret, &CompromiseError::from(e)))?;
+            if let rotation::window::Gate::Closed(reason) =
+                rotation::window::Gate::of(&meta, std::time::SystemTime::now())
+                    .map_err(|e| self.context.compromise(secret, &CompromiseError::from(e)))?
+            {
+                return Err(CliError::OutsideWindow {
+                    secret: plan.secret_name.clone(),
+                    reason,
+                });
+            }
+        }
         let retiring = if request.compromised {
             self.credentials_before(&plan, &before, finish_first.is_some())
                 .await

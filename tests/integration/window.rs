@@ -100,6 +100,18 @@ async fn outside_the_window_nothing_rotates_and_every_step_succeeds_saying_so() 
             "{mode}: no outside_window line for {arn} in the functions' log"
         );
 
+        // The command line says so before starting anything.
+        let out = crate::cli::rotator(&["--output", "json", "rotate", "--local", &arn]).await;
+        let text = crate::cli::stdout(&out);
+        assert!(!out.status.success(), "{text}");
+        assert!(text.contains("\"errorKind\": \"OutsideWindow\""), "{text}");
+        assert!(text.contains("outside the rotation window"), "{text}");
+        assert_eq!(
+            stack.labels(&arn).await,
+            after,
+            "{mode}: the refused rotate moved labels"
+        );
+
         // The same secret with a window that includes now rotates.
         tag(&stack, &arn, window::TAG, "daily 00:00-24:00").await;
         if mode == Mode::SecretsManager {
