@@ -110,6 +110,11 @@ pub fn render(outcomes: &[SecretOutcome]) -> String {
         if let Some(would) = &o.would {
             out.push_str(&format!("  dry run: {would}\n"));
         }
+        if let Some(version) = &o.finished_pending {
+            out.push_str(&format!(
+                "  finished the rotation in progress first: version {version} (its pending credential predates the incident), then rotated as the provider needs\n"
+            ));
+        }
         for (n, r) in o.rotations.iter().enumerate() {
             out.push_str(&format!(
                 "  rotation {} ({}{}): version {} in {} ms\n",
@@ -206,6 +211,7 @@ mod tests {
             plan: None,
             rotations: Vec::new(),
             retired: Vec::new(),
+            finished_pending: None,
             would: None,
             error: None,
             error_kind: None,

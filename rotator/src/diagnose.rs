@@ -65,6 +65,22 @@ pub enum CliError {
         /// The version labelled AWSCURRENT.
         current: String,
     },
+    /// The secret's rotation window is closed: the functions would decline the rotation.
+    #[error("not rotating {secret}: {reason}; the functions would decline the rotation, so wait until the window opens (after a compromise, `rotate --compromised` ignores the window)")]
+    OutsideWindow {
+        /// The secret.
+        secret: String,
+        /// The window, the time now and when it opens next.
+        reason: String,
+    },
+    /// `rollback` refused: the AWSPREVIOUS credential is not proved to work (or cannot).
+    #[error("not rolling back {secret}: {reason}")]
+    RollbackRefused {
+        /// The secret.
+        secret: String,
+        /// Why, and what to do instead.
+        reason: String,
+    },
     /// A rotation function did not answer in time.
     #[error("function {function} timed out on {secret} after {seconds}s: the rotation is left in progress (AWSPENDING stays); check the function's log, then resume with --resume or abandon it as `status` shows")]
     FunctionTimedOut {
@@ -100,6 +116,8 @@ impl CliError {
             CliError::NotFound { .. } => "SecretNotFound",
             CliError::NotConfigured { .. } => "RotationNotConfigured",
             CliError::InProgress { .. } => "RotationInProgress",
+            CliError::RollbackRefused { .. } => "RollbackRefused",
+            CliError::OutsideWindow { .. } => "OutsideWindow",
             CliError::FunctionTimedOut { .. } => "FunctionTimedOut",
             CliError::RotationFailed { .. } => "RotationFailed",
             CliError::Usage(_) => "Usage",

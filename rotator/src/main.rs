@@ -1,5 +1,5 @@
 //! `rotator`: the on-call command line. `rotate` (now, after a compromise, or many secrets by
-//! tag), `status`, and `local-rotate` (the local driver's raw view).
+//! tag), `rollback`, `status`, and `local-rotate` (the local driver's raw view).
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -46,6 +46,18 @@ enum Output {
 enum Command {
     /// Rotate secrets now and wait for each rotation to finish.
     Rotate(RotateArgs),
+    /// Move AWSCURRENT back to the AWSPREVIOUS version (and AWSPREVIOUS to the version that was
+    /// AWSCURRENT), where that credential is proved to work now; run again to roll forward.
+    Rollback {
+        /// Secret name or ARN.
+        secret: String,
+        /// Prove and say what would happen; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The EventBridge bus that records the rollback.
+        #[arg(long, env = "ROTATION_EVENT_BUS")]
+        event_bus: Option<String>,
+    },
     /// Show a secret's versions, provider, schedule and credential timeline.
     Status {
         /// Secret name or ARN.
@@ -171,6 +183,22 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let client = aws_sdk_secretsmanager::Client::new(&aws);
     match cli.command {
         Command::Rotate(args) => rotate(&aws, client, context, cli.output, args).await,
+        Command::Rollback {
+            secret,
+            dry_run,
+            event_bus,
+        } => {
+            let engine = rollback_engine(&aws, event_bus)?;
+            let outcome = rotator::rollback::rollback(&engine, &context, &secret, dry_run).await?;
+            match cli.output {
+                Output::Text => print!("{}", rotator::rollback::render(&outcome)),
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&outcome).expect("serializable")
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status { secret } => {
             let status = status::read(&client, &context, &secret).await?;
             match cli.output {
@@ -269,6 +297,19 @@ async fn rotate(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The rotation engine `rollback` proves a version with: the operator's AWS configuration, the
+/// functions' settings read from this environment (database CA, host overrides, timeouts) and
+/// the event bus that records the rollback.
+fn rollback_engine(
+    aws: &aws_config::SdkConfig,
+    event_bus: Option<String>,
+) -> Result<rotation::protocol::Engine, CliError> {
+    let mut config =
+        rotation::config::Config::from_env().map_err(|e| CliError::Usage(e.to_string()))?;
+    config.event_bus = event_bus.filter(|bus| !bus.trim().is_empty());
+    rotation::protocol::Engine::new(aws.clone(), config).map_err(|e| CliError::Usage(e.to_string()))
 }
 
 fn local_driver(

@@ -101,6 +101,9 @@ pub struct SecretOutcome {
     pub rotations: Vec<RotationOutcome>,
     /// Credentials valid before the response that no longer are (`--compromised`).
     pub retired: Vec<Retired>,
+    /// `--compromised`: the version of the rotation that was in progress, which the response
+    /// finished first (its pending credential predates the incident) before its own rotations.
+    pub finished_pending: Option<String>,
     /// `--dry-run`: what would happen.
     pub would: Option<String>,
     /// The failure, if any.
@@ -166,6 +169,7 @@ impl Rotator {
             plan: None,
             rotations: Vec::new(),
             retired: Vec::new(),
+            finished_pending: None,
             would: None,
             error: None,
             error_kind: None,
@@ -223,7 +227,11 @@ impl Rotator {
             .map_err(|e| self.context.aws(secret, &e))?;
         let pending = version_with(&before, AWSPENDING);
         let current = version_with(&before, AWSCURRENT);
-        let resume = match (pending, current) {
+        // After a compromise, a rotation in progress is finished first, as the compromise
+        // function does: its pending credential predates the incident and may be known to the
+        // attacker, so the provider's rotations all run after it.
+        let (finish_first, resume) = match (pending, current) {
+            (Some(p), c) if Some(p) != c && request.compromised => (Some(p.to_owned()), None),
             (Some(p), c) if Some(p) != c => {
                 if !(request.resume && matches!(self.backend, Backend::Local(_))) {
                     return Err(CliError::InProgress {
@@ -232,17 +240,42 @@ impl Rotator {
                         current: c.unwrap_or("-").to_owned(),
                     });
                 }
-                Some(p.to_owned())
+                (None, Some(p.to_owned()))
             }
-            _ => None,
+            _ => (None, None),
         };
+        if !request.compromised && finish_first.is_none() && resume.is_none() {
+            // A rotation would be declined outside the secret's window (a compromise response
+            // ignores it, and one in progress finishes whatever the window).
+            self.throttle(1).await;
+            let meta = sm
+                .describe(&plan.secret_arn)
+                .await
+                .map_err(|e| self.context.compromise(secret, &CompromiseError::from(e)))?;
+            if let rotation::window::Gate::Closed(reason) =
+                rotation::window::Gate::of(&meta, std::time::SystemTime::now())
+                    .map_err(|e| self.context.compromise(secret, &CompromiseError::from(e)))?
+            {
+                return Err(CliError::OutsideWindow {
+                    secret: plan.secret_name.clone(),
+                    reason,
+                });
+            }
+        }
         let retiring = if request.compromised {
-            self.credentials_before(&plan, &before).await
+            self.credentials_before(&plan, &before, finish_first.is_some())
+                .await
         } else {
             Vec::new()
         };
         if request.dry_run {
-            outcome.would = Some(self.would(&plan, rotations, resume.as_deref(), &retiring));
+            outcome.would = Some(self.would(
+                &plan,
+                rotations,
+                resume.as_deref().or(finish_first.as_deref()),
+                finish_first.is_some(),
+                &retiring,
+            ));
             outcome.retired = retiring;
             bar.set_message("dry run: nothing changed");
             return Ok(());
@@ -258,29 +291,31 @@ impl Rotator {
                 .await
                 .map_err(|e| self.context.compromise(secret, &CompromiseError::from(e)))?;
         }
-        let mut token = resume;
-        for n in 1..=rotations {
-            self.rotate_once(
-                &plan,
-                token.take(),
-                n,
-                rotations,
-                bar,
-                &mut outcome.rotations,
-            )
-            .await
-            .map_err(|e| {
-                if n < rotations {
-                    CliError::RotationFailed {
+        // The tokens to run: the pending rotation to finish (an extra one), then the provider's
+        // rotations, the first of them resuming the rotation in progress with --resume.
+        let mut tokens: Vec<Option<String>> = finish_first.clone().into_iter().map(Some).collect();
+        tokens.push(resume);
+        tokens.extend((1..rotations).map(|_| None));
+        let of = u8::try_from(tokens.len()).unwrap_or(u8::MAX);
+        for (n, token) in (1..=of).zip(tokens) {
+            let finishing = n == 1 && finish_first.is_some();
+            self.rotate_once(&plan, token, n, of, bar, &mut outcome.rotations)
+                .await
+                .map_err(|e| match (finishing, n < of) {
+                    (true, _) => CliError::RotationFailed {
                         detail: format!(
-                            "{e}; so rotation {} of {rotations} was not started",
-                            n + 1
+                            "{e}; finishing the rotation in progress (version {}) failed, so none of the {rotations} rotation(s) retiring the credentials was started",
+                            finish_first.as_deref().unwrap_or("-")
                         ),
-                    }
-                } else {
-                    e
-                }
-            })?;
+                    },
+                    (false, true) => CliError::RotationFailed {
+                        detail: format!("{e}; so rotation {} of {of} was not started", n + 1),
+                    },
+                    (false, false) => e,
+                })?;
+            if finishing {
+                outcome.finished_pending.clone_from(&finish_first);
+            }
         }
         if request.compromised {
             self.throttle(1).await;
@@ -289,7 +324,7 @@ impl Rotator {
                 .map_err(|e| self.context.compromise(secret, &CompromiseError::from(e)))?;
         }
         outcome.retired = retiring;
-        bar.set_message(format!("done: {rotations} rotation(s)"));
+        bar.set_message(format!("done: {of} rotation(s)"));
         Ok(())
     }
 
@@ -299,6 +334,7 @@ impl Rotator {
         plan: &SecretPlan,
         rotations: u8,
         resume: Option<&str>,
+        finish_first: bool,
         retiring: &[Retired],
     ) -> String {
         let how = match (&self.backend, plan.mode) {
@@ -311,10 +347,14 @@ impl Rotator {
             "would rotate {} ({} / {}, {} mode) {rotations} time(s) by {how}",
             plan.secret_name, plan.provider, plan.strategy, plan.mode
         );
-        if let Some(p) = resume {
-            text.push_str(&format!(
+        match (resume, finish_first) {
+            (Some(p), true) => text.push_str(&format!(
+                ", after finishing the rotation in progress (AWSPENDING {p}: its credential predates the incident)"
+            )),
+            (Some(p), false) => text.push_str(&format!(
                 ", first finishing the rotation in progress (AWSPENDING {p})"
-            ));
+            )),
+            (None, _) => {}
         }
         if !retiring.is_empty() {
             let names: Vec<String> = retiring
@@ -326,17 +366,22 @@ impl Rotator {
         text
     }
 
-    /// The credentials valid now that the response retires: AWSCURRENT's, and AWSPREVIOUS's
-    /// for a dual-phase provider (its previous credential is still valid). Named by user,
-    /// access key id or key id, read in memory and never printed otherwise.
+    /// The credentials valid now that the response retires: AWSCURRENT's, AWSPREVIOUS's for a
+    /// dual-phase provider (its previous credential is still valid), and, with `pending`, the
+    /// rotation in progress's AWSPENDING one when it holds a value. Named by user, access key
+    /// id or key id, read in memory and never printed otherwise.
     async fn credentials_before(
         &self,
         plan: &SecretPlan,
         before: &crate::versions::Labels,
+        pending: bool,
     ) -> Vec<Retired> {
         let mut stages = vec![AWSCURRENT];
         if plan.rotations > 1 {
             stages.push(AWSPREVIOUS);
+        }
+        if pending {
+            stages.push(AWSPENDING);
         }
         let mut retired = Vec::new();
         for stage in stages {
@@ -345,11 +390,13 @@ impl Rotator {
             };
             self.throttle(1).await;
             let value = SecretsManager::new(self.secrets.clone())
-                .require_value(&plan.secret_arn, Some(version), stage)
+                .get_value(&plan.secret_arn, Some(version), stage)
                 .await;
             let credential = match value {
-                Ok(value) => credential_name(plan.provider, value.expose_secret()),
-                Err(_) => "-".to_owned(),
+                Ok(Some(value)) => credential_name(plan.provider, value.expose_secret()),
+                // Secrets Manager's empty AWSPENDING version: no credential yet.
+                Ok(None) if stage == AWSPENDING => continue,
+                _ => "-".to_owned(),
             };
             retired.push(Retired {
                 version: version.to_owned(),
@@ -376,6 +423,28 @@ impl Rotator {
         let token = token.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let secret = plan.secret_arn.as_str();
         match &self.backend {
+            Backend::Aws(runner) if resumed => {
+                let started_by = match plan.mode {
+                    Mode::SecretsManager => "Secrets Manager's retry",
+                    Mode::Workflow => "StartExecution",
+                };
+                bar.set_message(format!(
+                    "rotation {n}/{of}: finishing the rotation in progress {token}"
+                ));
+                self.throttle(1).await;
+                runner
+                    .resume(plan, &token)
+                    .await
+                    .map_err(|e| self.context.compromise(secret, &e))?;
+                done.push(RotationOutcome {
+                    version: token,
+                    resumed,
+                    started_by,
+                    steps: Vec::new(),
+                    ms: started.elapsed().as_millis(),
+                });
+                Ok(())
+            }
             Backend::Aws(runner) => {
                 let started_by = match plan.mode {
                     Mode::SecretsManager => "RotateSecret",

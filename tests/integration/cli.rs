@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use rotation::secrets_manager::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
-use rotation::Mode;
+use rotation::{Mode, Step};
 use rotator::versions::version_with;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
@@ -38,7 +38,7 @@ pub(crate) fn rotator_bin() -> &'static PathBuf {
 }
 
 /// Runs `rotator args...` with the stack's environment (inherited from the test).
-async fn rotator(args: &[&str]) -> Output {
+pub(crate) async fn rotator(args: &[&str]) -> Output {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let bin = rotator_bin().clone();
     tokio::task::spawn_blocking(move || {
@@ -51,16 +51,16 @@ async fn rotator(args: &[&str]) -> Output {
     .expect("rotator task")
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Runs `rotator --output json args...` and parses its output.
-async fn rotator_json(args: &[&str]) -> (Output, Value) {
+pub(crate) async fn rotator_json(args: &[&str]) -> (Output, Value) {
     let mut all = vec!["--output", "json"];
     all.extend_from_slice(args);
     let out = rotator(&all).await;
@@ -765,4 +765,110 @@ async fn a_function_that_times_out_is_named() {
         .unwrap();
     assert_eq!(steps.last().unwrap()["outcome"], "failed", "{report}");
     drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compromised_finishes_a_pending_rotation_first_and_retires_its_credential_too() {
+    let stack = Stack::from_env().await;
+    // A rotation stopped after setSecret: its pending password is the one that logs in now,
+    // and it predates the incident.
+    let TestUser {
+        secret_arn: arn,
+        user,
+        password: original,
+    } = stack
+        .db_user_with_secret(Db::Postgres, "clipend", Mode::Workflow)
+        .await;
+    let pending = uuid::Uuid::new_v4().to_string();
+    for run in stack
+        .driver(Mode::Workflow)
+        .run_steps(&[Step::Create, Step::Set], &arn, &pending, None)
+        .await
+    {
+        run.result.expect("createSecret and setSecret");
+    }
+    let Credentials {
+        password: pending_password,
+        ..
+    } = stack.credentials(&arn, AWSPENDING).await;
+    stack
+        .assert_db_login(Db::Postgres, &user, &pending_password)
+        .await;
+
+    // Without --compromised the rotation in progress is still refused.
+    let out = rotator(&["rotate", "--local", &arn]).await;
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("RotationInProgress"),
+        "{}",
+        stdout(&out)
+    );
+
+    let (out, report) = rotator_json(&["rotate", "--compromised", "--local", &arn]).await;
+    assert!(out.status.success(), "{report}\n{}", stderr(&out));
+    let result = &report["results"][0];
+    assert_eq!(result["finishedPending"], pending.as_str(), "{report}");
+    let rotations = result["rotations"].as_array().unwrap();
+    assert_eq!(rotations.len(), 2, "finish, then one rotation: {report}");
+    assert_eq!(rotations[0]["version"], pending.as_str());
+    assert_eq!(rotations[0]["resumed"], true);
+    let retired: Vec<&str> = result["retired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert!(retired.contains(&pending.as_str()), "{report}");
+    let labels = stack.labels(&arn).await;
+    assert_eq!(
+        version_with(&labels, AWSCURRENT),
+        rotations[1]["version"].as_str()
+    );
+    assert_eq!(version_with(&labels, AWSPREVIOUS), Some(pending.as_str()));
+    assert_eq!(version_with(&labels, AWSPENDING), None);
+    // No pre-incident password logs in, the pending one included; the current one does.
+    stack
+        .assert_db_refused(Db::Postgres, &user, &original)
+        .await;
+    stack
+        .assert_db_refused(Db::Postgres, &user, &pending_password)
+        .await;
+    stack
+        .assert_stage_logs_in(Db::Postgres, &arn, AWSCURRENT)
+        .await;
+
+    // Secrets Manager mode, as `local-rotation seed` leaves a secret: RotateSecret's empty
+    // AWSPENDING version is finished first, then the provider's rotation runs; the text says so.
+    let TestUser {
+        secret_arn: seeded,
+        user: seeded_user,
+        password: seeded_original,
+    } = stack
+        .db_user_with_secret(Db::Postgres, "clipendsm", Mode::SecretsManager)
+        .await;
+    let placeholder = version_with(&stack.labels(&seeded).await, AWSPENDING)
+        .expect("RotateSecret's AWSPENDING")
+        .to_owned();
+    let out = rotator(&["rotate", "--compromised", "--local", &seeded]).await;
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains(&format!(
+            "finished the rotation in progress first: version {placeholder}"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("rotation 2 (local)"), "{text}");
+    assert!(!text.contains("retired: - "), "{text}");
+    stack
+        .assert_db_refused(Db::Postgres, &seeded_user, &seeded_original)
+        .await;
+    let labels = stack.labels(&seeded).await;
+    assert_eq!(
+        version_with(&labels, AWSPREVIOUS),
+        Some(placeholder.as_str())
+    );
+    stack
+        .assert_stage_logs_in(Db::Postgres, &seeded, AWSCURRENT)
+        .await;
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use test_support::{assert_succeeded, AlternatingUser, Db, Stack, TestUser};
 
 /// An SQS queue receiving the outcome events of `secrets` from the stack's bus.
-async fn subscribe(secrets: &[&str]) -> (aws_sdk_sqs::Client, String) {
+pub(crate) async fn subscribe(secrets: &[&str]) -> (aws_sdk_sqs::Client, String) {
     let aws = aws_config::load_from_env().await;
     let bus = std::env::var("ROTATION_EVENT_BUS").expect("ROTATION_EVENT_BUS: the stack's bus");
     assert!(!bus.is_empty(), "the stack publishes no events");
@@ -69,7 +69,11 @@ async fn subscribe(secrets: &[&str]) -> (aws_sdk_sqs::Client, String) {
 }
 
 /// Receives events from the queue until `count` arrived.
-async fn receive(sqs: &aws_sdk_sqs::Client, queue_url: &str, count: usize) -> Vec<(String, Value)> {
+pub(crate) async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    count: usize,
+) -> Vec<(String, Value)> {
     let mut received = Vec::new();
     for _ in 0..40 {
         let out = sqs

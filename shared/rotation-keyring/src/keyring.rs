@@ -335,6 +335,24 @@ impl Keyring {
         Ok(())
     }
 
+    /// The keys of `other` still within retention at `now` that this keyring lacks (or holds
+    /// with other material): what `other` decrypts and this keyring would not. A keyring may
+    /// replace `other` for its consumers only when this is empty.
+    pub fn missing_keys_of(&self, other: &Keyring, now: SystemTime) -> Vec<KeyId> {
+        other
+            .keys
+            .iter()
+            .filter(|k| other.destroyed_reason(k, now).is_none())
+            .filter(|k| {
+                !self
+                    .keys
+                    .iter()
+                    .any(|mine| mine.id == k.id && mine.same_material(k))
+            })
+            .map(|k| k.id)
+            .collect()
+    }
+
     /// Proves every key works: each one encrypts a probe, and the probe decrypts through the
     /// header's key id. Retention is not checked here (a key may age out while a rotation
     /// waits). Returns how many keys were tested.

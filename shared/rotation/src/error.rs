@@ -118,6 +118,14 @@ pub enum RotationError {
         /// The field and what is wrong with it.
         problem: String,
     },
+    /// The secret's rotation window (tag `rotation-window`) is malformed.
+    #[error("secret {secret}: {problem}")]
+    InvalidWindow {
+        /// The secret's ARN or name.
+        secret: String,
+        /// The tag, what is wrong with its value and what is expected.
+        problem: String,
+    },
     /// The function's configuration (environment variables) is invalid.
     #[error("configuration: {0}")]
     Config(String),
@@ -213,6 +221,7 @@ impl RotationError {
             RotationError::BadToken { .. } => "BadToken",
             RotationError::RotationInProgress { .. } => "RotationInProgress",
             RotationError::InvalidSecret { .. } => "InvalidSecret",
+            RotationError::InvalidWindow { .. } => "InvalidWindow",
             RotationError::Config(_) => "Configuration",
             RotationError::SecretsManager { .. } => "SecretsManager",
             RotationError::Database { .. } => "Database",

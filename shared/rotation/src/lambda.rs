@@ -158,6 +158,12 @@ fn step_outcome(
     step_duration_ms: u64,
 ) -> StepTelemetry {
     let (status, provider, strategy, error) = match result {
+        Ok(report) if facts.declined.is_some() => (
+            Status::OutsideWindow,
+            report.provider.clone(),
+            report.strategy.clone(),
+            None,
+        ),
         Ok(report) if facts.finished_rotation => (
             Status::Succeeded,
             report.provider.clone(),
@@ -189,6 +195,7 @@ fn step_outcome(
         rotation_duration_ms: facts.rotation_duration_ms,
         error_type: error.map(RotationError::kind),
         error_message: error.map(|e| failure(event, e).message),
+        reason: facts.declined.clone(),
     }
 }
 

@@ -26,6 +26,7 @@ pub mod report;
 pub mod secrets_manager;
 pub mod telemetry;
 pub mod tls;
+pub mod window;
 
 #[cfg(feature = "compromise")]
 pub mod compromise;

@@ -19,6 +19,8 @@ pub const ROTATION_FAILED: &str = "RotationFailed";
 pub const ROTATION_DURATION: &str = "RotationDuration";
 /// Milliseconds metric: one step.
 pub const STEP_DURATION: &str = "StepDuration";
+/// Count metric: 1 when createSecret declined a rotation outside the secret's rotation window.
+pub const ROTATION_OUTSIDE_WINDOW: &str = "RotationOutsideWindow";
 
 /// The EMF document of one step invocation.
 pub fn emf_document(namespace: &str, outcome: &StepTelemetry, timestamp_ms: u64) -> Value {
@@ -35,6 +37,10 @@ pub fn emf_document(namespace: &str, outcome: &StepTelemetry, timestamp_ms: u64)
         Status::Failed => {
             metrics.push((ROTATION_SUCCEEDED, "Count", 0));
             metrics.push((ROTATION_FAILED, "Count", 1));
+        }
+        Status::OutsideWindow => {
+            metrics.push((ROTATION_OUTSIDE_WINDOW, "Count", 1));
+            metrics.push((ROTATION_FAILED, "Count", 0));
         }
     }
     let definitions: Vec<Value> = metrics

@@ -19,6 +19,7 @@ use crate::providers::{self, StepContext};
 use crate::publisher::EventPublisher;
 use crate::report::{Outcome, StepReport};
 use crate::secrets_manager::{SecretMetadata, SecretsManager, AWSCURRENT, AWSPENDING};
+use crate::window::Gate;
 
 /// What a process keeps between invocations: clients and configuration.
 #[derive(Clone)]
@@ -50,17 +51,25 @@ pub struct StepFacts {
     pub finished_rotation: bool,
     /// The whole rotation's wall time, when this step finished it and its start is known.
     pub rotation_duration_ms: Option<u64>,
+    /// Why createSecret declined to start the rotation (outside the secret's rotation window).
+    pub declined: Option<String>,
 }
 
 impl Engine {
     /// Builds the engine from the environment (AWS config chain and the function's variables)
     /// for the function named `function` (its calls name it in their user agent).
     pub async fn from_env(function: &str) -> Result<Self> {
+        let config = Config::from_env()?;
+        let aws = config.load_aws(function).await;
+        Self::new(aws, config)
+    }
+
+    /// The engine for `config` with the AWS configuration `aws` (the functions load it from the
+    /// environment, `rotator` from its own options).
+    pub fn new(aws: aws_config::SdkConfig, config: Config) -> Result<Self> {
         // Every TLS client in the process (database drivers, the AWS SDK) uses aws-lc-rs.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let config = Config::from_env()?;
         let tls = crate::tls::client_config(config.db_ca_file.as_deref())?;
-        let aws = config.load_aws(function).await;
         Ok(Engine {
             client: aws_sdk_secretsmanager::Client::new(&aws),
             publisher: config
@@ -71,6 +80,28 @@ impl Engine {
             config,
             tls,
         })
+    }
+
+    /// Proves that `value`, the version of the secret `metadata` describes labelled `stage`,
+    /// works now: the provider's testSecret on it ([`providers::test_version`]), changing
+    /// nothing. `rotator rollback` proves AWSPREVIOUS with it before moving labels.
+    pub async fn test_version(
+        &self,
+        metadata: &SecretMetadata,
+        value: &secrecy::SecretString,
+        stage: &str,
+    ) -> Result<providers::ProviderResult<()>> {
+        let sm = SecretsManager::new(self.client.clone());
+        let ctx = StepContext {
+            aws: &self.aws,
+            secrets_manager: &sm,
+            config: &self.config,
+            tls: &self.tls,
+            secret: metadata,
+            warnings: Mutex::new(Vec::new()),
+            deadline: Deadline::NONE,
+        };
+        providers::test_version(&ctx, value, stage).await
     }
 
     /// Runs one step of the rotation the event describes, as `caller`: the `rotate` function
@@ -115,6 +146,9 @@ impl Engine {
         facts.secret_name = Some(metadata.name.clone());
         facts.mode = Mode::of(&metadata.tags, &metadata.arn).ok();
         crate::mode::check(caller, &metadata)?;
+        // The window matters only where a rotation would start (or a declined one's later
+        // steps): a malformed tag never fails a rotation already in progress.
+        let now = SystemTime::now();
         let mut report = StepReport {
             step: event.step.as_str().to_owned(),
             secret_arn: metadata.arn.clone(),
@@ -125,6 +159,7 @@ impl Engine {
             duration_ms: 0,
             secrets_manager_calls: 0,
             warnings: Vec::new(),
+            note: None,
         };
         let ctx = StepContext {
             aws: &self.aws,
@@ -135,13 +170,13 @@ impl Engine {
             warnings: Mutex::new(Vec::new()),
             deadline,
         };
-        report.outcome = match check_token(&metadata, event)? {
-            TokenState::AlreadyCurrent => {
+        report.outcome = match check_token(&metadata, event) {
+            Ok(TokenState::AlreadyCurrent) => {
                 facts.finished_rotation = finish_leftover(&sm, &metadata, event).await?;
                 Outcome::AlreadyCurrent
             }
-            TokenState::Pending { has_version } => match event.step {
-                Step::Create => create(&ctx, event, has_version, &mut report).await?,
+            Ok(TokenState::Pending { has_version }) => match event.step {
+                Step::Create => create(&ctx, event, has_version, now, &mut report).await?,
                 Step::Set => set(&ctx, event, &mut report).await?,
                 Step::Test => test(&ctx, event, &mut report).await?,
                 Step::Finish => {
@@ -149,7 +184,27 @@ impl Engine {
                     finish(&sm, &metadata, event).await?
                 }
             },
+            // The later steps of a rotation createSecret declined outside the window: Secrets
+            // Manager invokes them anyway, and the workflow passes the token on.
+            Err(e @ RotationError::BadToken { .. }) => {
+                if !Gate::of(&metadata, now)?.restricts() {
+                    return Err(e);
+                }
+                let note = format!(
+                    "version {} is not pending: createSecret declined this rotation outside the rotation window (tag {}), so {} does nothing",
+                    event.client_request_token,
+                    crate::window::TAG,
+                    event.step
+                );
+                tracing::info!(secret_arn = %metadata.arn, step = %event.step, "{note}");
+                report.note = Some(note);
+                Outcome::OutsideWindow
+            }
+            Err(e) => return Err(e),
         };
+        if event.step == Step::Create && report.outcome == Outcome::OutsideWindow {
+            facts.declined.clone_from(&report.note);
+        }
         if facts.finished_rotation {
             let summary = summarize(&ctx, event, caller).await;
             report.provider = summary.provider;
@@ -272,6 +327,7 @@ async fn create(
     ctx: &StepContext<'_>,
     event: &RotationEvent,
     has_version: bool,
+    now: SystemTime,
     report: &mut StepReport,
 ) -> Result<Outcome> {
     let sm = ctx.secrets_manager;
@@ -298,6 +354,14 @@ async fn create(
     if has_version && sm.get_value(arn, Some(token), AWSPENDING).await?.is_some() {
         return Ok(Outcome::AlreadyDone);
     }
+    match Gate::of(ctx.secret, now)? {
+        Gate::Closed(reason) => return decline(ctx, token, has_version, &reason, report).await,
+        Gate::Compromise => tracing::info!(
+            secret_arn = %arn,
+            "a compromise response: the secret's rotation window is ignored"
+        ),
+        Gate::Unrestricted | Gate::Open => {}
+    }
     let current = sm.require_value(arn, None, AWSCURRENT).await?;
     let created = providers::create(ctx, &current).await?;
     report.provider = Some(created.provider.to_owned());
@@ -312,6 +376,27 @@ async fn create(
         settle_race(ctx, before, token, *read_at).await?;
     }
     Ok(Outcome::Done)
+}
+
+/// createSecret outside the rotation window: no new version. Secrets Manager's empty AWSPENDING
+/// version for the token (`has_version`) loses its label, which leaves the secret as after a
+/// successful rotation: RotateSecret refuses to start while AWSPENDING is on a version other
+/// than AWSCURRENT, so a label left there would block the next rotation.
+async fn decline(
+    ctx: &StepContext<'_>,
+    token: &str,
+    has_version: bool,
+    reason: &str,
+    report: &mut StepReport,
+) -> Result<Outcome> {
+    if has_version {
+        ctx.secrets_manager
+            .move_stage(&ctx.secret.arn, AWSPENDING, None, Some(token))
+            .await?;
+    }
+    tracing::info!(secret_arn = %ctx.secret.arn, token, "createSecret declines the rotation: {reason}");
+    report.note = Some(reason.to_owned());
+    Ok(Outcome::OutsideWindow)
 }
 
 /// Workflow mode's recovery from a failed run. The schedule starts every run with a new token;

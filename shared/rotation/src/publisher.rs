@@ -17,7 +17,7 @@ use aws_sdk_eventbridge::Client;
 
 use crate::config::REPORT_MARGIN;
 use crate::deadline::Deadline;
-use crate::telemetry::{StepTelemetry, EVENT_SOURCE};
+use crate::telemetry::{StepTelemetry, DETAIL_TYPE_ROLLED_BACK, EVENT_SOURCE};
 
 /// Publishes the outcome events of [`StepTelemetry`] to one event bus.
 #[derive(Debug, Clone)]
@@ -53,12 +53,52 @@ impl EventPublisher {
         let Some(detail_type) = outcome.detail_type() else {
             return;
         };
+        if let Err(problem) = self
+            .send(
+                detail_type,
+                &outcome.secret_arn,
+                &outcome.detail(),
+                deadline,
+            )
+            .await
+        {
+            tracing::warn!(
+                secret_arn = %outcome.secret_arn,
+                event_bus = %self.bus,
+                detail_type,
+                problem = %problem,
+                "cannot publish the rotation outcome to EventBridge"
+            );
+        }
+    }
+
+    /// Publishes a rollback of the secret `secret_arn` ([`DETAIL_TYPE_ROLLED_BACK`], `detail`
+    /// as docs/outcomes.md describes it), within the publish timeout; the error says why it
+    /// was not published.
+    pub async fn publish_rollback(
+        &self,
+        secret_arn: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), String> {
+        self.send(DETAIL_TYPE_ROLLED_BACK, secret_arn, detail, Deadline::NONE)
+            .await
+    }
+
+    /// One PutEvents of one outcome event about `resource`, bounded by the publish timeout and
+    /// `deadline`.
+    async fn send(
+        &self,
+        detail_type: &str,
+        resource: &str,
+        detail: &serde_json::Value,
+        deadline: Deadline,
+    ) -> Result<(), String> {
         let entry = PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus)
             .source(EVENT_SOURCE)
             .detail_type(detail_type)
-            .resources(&outcome.secret_arn)
-            .detail(outcome.detail().to_string())
+            .resources(resource)
+            .detail(detail.to_string())
             .build();
         let bound = deadline.remaining().map_or(self.timeout, |left| {
             self.timeout.min(left.saturating_sub(REPORT_MARGIN))
@@ -75,7 +115,7 @@ impl EventPublisher {
                 "no answer within {} ms (ROTATION_PUBLISH_TIMEOUT_MILLISECONDS, and the invocation's deadline)",
                 bound.as_millis()
             ),
-            Some(Ok(out)) if out.failed_entry_count() == 0 => return,
+            Some(Ok(out)) if out.failed_entry_count() == 0 => return Ok(()),
             Some(Ok(out)) => out
                 .entries()
                 .iter()
@@ -87,12 +127,6 @@ impl EventPublisher {
                 .unwrap_or_else(|| "the entry was refused".to_owned()),
             Some(Err(e)) => aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string(),
         };
-        tracing::warn!(
-            secret_arn = %outcome.secret_arn,
-            event_bus = %self.bus,
-            detail_type,
-            problem = %problem,
-            "cannot publish the rotation outcome to EventBridge"
-        );
+        Err(problem)
     }
 }

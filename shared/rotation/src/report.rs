@@ -15,6 +15,9 @@ pub enum Outcome {
     AlreadyDone,
     /// The token is already AWSCURRENT: the rotation finished, nothing to do.
     AlreadyCurrent,
+    /// Outside the secret's rotation window (tag `rotation-window`): no rotation was started
+    /// and the step changed nothing ([`crate::window`]).
+    OutsideWindow,
 }
 
 impl Outcome {
@@ -24,6 +27,7 @@ impl Outcome {
             Outcome::Done => "done",
             Outcome::AlreadyDone => "already_done",
             Outcome::AlreadyCurrent => "already_current",
+            Outcome::OutsideWindow => "outside_window",
         }
     }
 }
@@ -51,6 +55,9 @@ pub struct StepReport {
     /// Warnings an operator should see (for example, TLS turned off by the secret).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Why the step did nothing, when it declined (outside the rotation window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl StepReport {

@@ -15,6 +15,12 @@ pub const EVENT_SOURCE: &str = "secret-rotation";
 pub const DETAIL_TYPE_SUCCEEDED: &str = "Secret Rotation Succeeded";
 /// `detail-type` of the event published when a step failed.
 pub const DETAIL_TYPE_FAILED: &str = "Secret Rotation Failed";
+/// `detail-type` of the event published when createSecret declined a rotation outside the
+/// secret's rotation window.
+pub const DETAIL_TYPE_OUTSIDE_WINDOW: &str = "Secret Rotation Outside Window";
+/// `detail-type` of the event `rotator rollback` publishes when it moved AWSCURRENT back to
+/// the AWSPREVIOUS version.
+pub const DETAIL_TYPE_ROLLED_BACK: &str = "Secret Rotation Rolled Back";
 
 /// How a step invocation ended, seen as part of a rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +31,8 @@ pub enum Status {
     Succeeded,
     /// The step failed: the rotation stops here (the invoker may retry it).
     Failed,
+    /// createSecret declined the rotation outside the secret's rotation window.
+    OutsideWindow,
 }
 
 impl Status {
@@ -34,6 +42,7 @@ impl Status {
             Status::StepDone => "step_done",
             Status::Succeeded => "succeeded",
             Status::Failed => "failed",
+            Status::OutsideWindow => "outside_window",
         }
     }
 }
@@ -67,6 +76,8 @@ pub struct StepTelemetry {
     pub error_type: Option<&'static str>,
     /// The failure's message (names the step and the secret, never a secret value).
     pub error_message: Option<String>,
+    /// Why the step declined (outside the rotation window), when it did.
+    pub reason: Option<String>,
 }
 
 impl StepTelemetry {
@@ -82,6 +93,7 @@ impl StepTelemetry {
             Status::StepDone => None,
             Status::Succeeded => Some(DETAIL_TYPE_SUCCEEDED),
             Status::Failed => Some(DETAIL_TYPE_FAILED),
+            Status::OutsideWindow => Some(DETAIL_TYPE_OUTSIDE_WINDOW),
         }
     }
 
@@ -101,6 +113,7 @@ impl StepTelemetry {
             "rotationDurationMs": self.rotation_duration_ms,
             "errorType": self.error_type,
             "errorMessage": self.error_message,
+            "reason": self.reason,
         })
     }
 }
@@ -126,6 +139,7 @@ pub(crate) mod tests {
             rotation_duration_ms: Some(340),
             error_type: None,
             error_message: None,
+            reason: None,
         }
     }
 
@@ -142,5 +156,9 @@ pub(crate) mod tests {
         assert_eq!(outcome.detail_type(), None);
         outcome.status = Status::Failed;
         assert_eq!(outcome.detail_type(), Some(DETAIL_TYPE_FAILED));
+        outcome.status = Status::OutsideWindow;
+        outcome.reason = Some("outside the rotation window".into());
+        assert_eq!(outcome.detail_type(), Some(DETAIL_TYPE_OUTSIDE_WINDOW));
+        assert_eq!(outcome.detail()["reason"], "outside the rotation window");
     }
 }

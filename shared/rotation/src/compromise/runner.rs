@@ -219,7 +219,7 @@ impl Runner {
     /// Completes the rotation in progress with version `token`: in Secrets Manager mode in
     /// AWS by waiting for Secrets Manager's own retry (it cannot be resumed from outside),
     /// otherwise by running it again with its token, as a retry does.
-    async fn resume(&self, plan: &SecretPlan, token: &str) -> Result<(), CompromiseError> {
+    pub async fn resume(&self, plan: &SecretPlan, token: &str) -> Result<(), CompromiseError> {
         match (&self.start, plan.mode) {
             (Start::Aws { .. }, Mode::SecretsManager) => self.wait(&plan.secret_arn, None).await,
             _ => {

@@ -628,3 +628,65 @@ async fn other_steps_on_a_token_still_awscurrent_and_awspending_leave_the_labels
         assert!(!facts.finished_rotation);
     }
 }
+
+/// DescribeSecret like [`describe`] (Secrets Manager mode), the secret carrying `tags`.
+fn describe_tagged(versions: Versions, tags: Vec<(&'static str, String)>) -> Rule {
+    mock!(Client::describe_secret)
+        .match_requests(|req| req.secret_id() == Some(ARN))
+        .then_output(move || {
+            DescribeSecretOutput::builder()
+                .arn(ARN)
+                .name(NAME)
+                .rotation_enabled(true)
+                .set_version_ids_to_stages(Some(labels(versions)))
+                .set_tags(Some(
+                    tags.iter()
+                        .map(|(k, v)| Tag::builder().key(*k).value(v.clone()).build())
+                        .collect(),
+                ))
+                .build()
+        })
+}
+
+/// A rotation window that is closed now and for the next two days.
+fn window_closed_now() -> String {
+    let day =
+        crate::window::describe(SystemTime::now() + std::time::Duration::from_secs(3 * 86_400));
+    format!("{} 00:00-24:00", &day[..3])
+}
+
+#[tokio::test]
+async fn outside_its_window_create_secret_puts_nothing_and_frees_the_placeholder_and_the_later_steps_decline(
+) {
+    let tags = vec![(crate::window::TAG, window_closed_now())];
+    // createSecret: no value read or put; AWSPENDING leaves Secrets Manager's empty version.
+    let rules = [
+        describe_tagged(
+            &[(OLD, &[AWSCURRENT]), (TOKEN, &[AWSPENDING])],
+            tags.clone(),
+        ),
+        get_value(Some(TOKEN), AWSPENDING, None),
+        move_stage(AWSPENDING, None, Some(TOKEN)),
+    ];
+    let (result, facts) = run(Step::Create, Caller::Rotate, &rules.each_ref()).await;
+    let report = result.unwrap();
+    assert_eq!(report.outcome, Outcome::OutsideWindow);
+    let note = report.note.expect("the reason");
+    assert!(note.contains("outside the rotation window"), "{note}");
+    assert_eq!(facts.declined.as_deref(), Some(note.as_str()));
+    // The later steps find the token no pending version: they succeed, changing nothing.
+    for step in [Step::Set, Step::Test, Step::Finish] {
+        let rules = [describe_tagged(&[(OLD, &[AWSCURRENT])], tags.clone())];
+        let (result, facts) = run(step, Caller::Rotate, &rules.each_ref()).await;
+        let report = result.unwrap();
+        assert_eq!(report.outcome, Outcome::OutsideWindow, "{step}");
+        assert!(
+            facts.declined.is_none() && !facts.finished_rotation,
+            "{step}"
+        );
+    }
+    // Without a window the same later step is refused, as before.
+    let rules = [describe(SECRETS_MANAGER, &[(OLD, &[AWSCURRENT])])];
+    let (result, _) = run(Step::Set, Caller::Rotate, &rules.each_ref()).await;
+    assert_eq!(result.unwrap_err().kind(), "BadToken");
+}

@@ -653,16 +653,23 @@ impl Master {
     }
 }
 
-/// testSecret: logs in with the pending credentials and runs a query.
+/// testSecret: logs in with the credentials of the version labelled `stage` (AWSPENDING in the
+/// rotation) and runs a query.
 pub async fn test<D: Database>(
     ctx: &StepContext<'_>,
     fields: Map<String, Value>,
+    stage: &str,
 ) -> Result<ProviderResult<()>> {
     let arn = &ctx.secret.arn;
-    let pending = DatabaseSecret::parse(fields, arn, AWSPENDING, D::DEFAULT_PORT)?;
+    let pending = DatabaseSecret::parse(fields, arn, stage, D::DEFAULT_PORT)?;
     warn_if_plaintext(ctx, &pending);
     let endpoint = ctx.config.endpoint_for(Endpoint::of(&pending));
-    let as_pending = who(Credential::Pending, &pending.username, &endpoint);
+    let credential = match stage {
+        AWSCURRENT => Credential::Current,
+        AWSPREVIOUS => Credential::Previous,
+        _ => Credential::Pending,
+    };
+    let as_pending = who(credential, &pending.username, &endpoint);
     let mut session = if pending.strategy == Strategy::RdsMaster {
         login_after_rds_applies::<D>(ctx, &endpoint, &as_pending, &pending.password).await?
     } else {

@@ -500,10 +500,14 @@ pub async fn set(
     })
 }
 
-/// testSecret: STS GetCallerIdentity signed with the pending key names the secret's user, in the
-/// function's account.
-pub async fn test(ctx: &StepContext<'_>, fields: Map<String, Value>) -> Result<ProviderResult<()>> {
-    let pending = IamSecret::parse(fields, &ctx.secret.arn, AWSPENDING)?;
+/// testSecret: STS GetCallerIdentity signed with the key of the version labelled `stage`
+/// (AWSPENDING in the rotation) names the secret's user, in the function's account.
+pub async fn test(
+    ctx: &StepContext<'_>,
+    fields: Map<String, Value>,
+    stage: &str,
+) -> Result<ProviderResult<()>> {
+    let pending = IamSecret::parse(fields, &ctx.secret.arn, stage)?;
     let account = own_account(ctx, &pending.user_name).await?;
     authenticates(ctx, &pending, &account)
         .await

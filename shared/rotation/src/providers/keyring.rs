@@ -75,10 +75,14 @@ pub async fn set(
     })
 }
 
-/// testSecret: every key of the pending keyring encrypts a probe that then decrypts through
-/// the key id in its header.
-pub async fn test(ctx: &StepContext<'_>, fields: Map<String, Value>) -> Result<ProviderResult<()>> {
-    let pending = parse(ctx, fields, AWSPENDING)?;
+/// testSecret: every key of the keyring labelled `stage` (AWSPENDING in the rotation) encrypts
+/// a probe that then decrypts through the key id in its header.
+pub async fn test(
+    ctx: &StepContext<'_>,
+    fields: Map<String, Value>,
+    stage: &str,
+) -> Result<ProviderResult<()>> {
+    let pending = parse(ctx, fields, stage)?;
     let tested = pending
         .self_test()
         .map_err(|e| RotationError::TestFailed(format!("keyring: {e}")))?;

@@ -253,15 +253,27 @@ pub async fn set(
 
 /// testSecret: the provider proves the pending credentials work.
 pub async fn test(ctx: &StepContext<'_>, pending: &SecretString) -> Result<ProviderResult<()>> {
-    let pending = parse_object(pending, &ctx.secret.arn, AWSPENDING)?;
-    let pending = rds::with_discovered_endpoint(ctx, pending, AWSPENDING).await?;
-    match ProviderKind::of(&pending, &ctx.secret.arn, AWSPENDING)? {
+    test_version(ctx, pending, AWSPENDING).await
+}
+
+/// The provider's testSecret on `value`, the secret's version labelled `stage`: proves that
+/// its credentials work now (a database login and query, STS signed with an access key, a
+/// keyring's self-test) and changes nothing. Errors name `stage`. testSecret runs it on
+/// AWSPENDING, `rotator rollback` on AWSPREVIOUS.
+pub async fn test_version(
+    ctx: &StepContext<'_>,
+    value: &SecretString,
+    stage: &str,
+) -> Result<ProviderResult<()>> {
+    let fields = parse_object(value, &ctx.secret.arn, stage)?;
+    let fields = rds::with_discovered_endpoint(ctx, fields, stage).await?;
+    match ProviderKind::of(&fields, &ctx.secret.arn, stage)? {
         ProviderKind::Postgres => {
-            Box::pin(database::test::<postgres::Postgres>(ctx, pending)).await
+            Box::pin(database::test::<postgres::Postgres>(ctx, fields, stage)).await
         }
-        ProviderKind::MySql => Box::pin(database::test::<mysql::MySql>(ctx, pending)).await,
-        ProviderKind::IamAccessKey => Box::pin(iam_access_key::test(ctx, pending)).await,
-        ProviderKind::Keyring => Box::pin(keyring::test(ctx, pending)).await,
+        ProviderKind::MySql => Box::pin(database::test::<mysql::MySql>(ctx, fields, stage)).await,
+        ProviderKind::IamAccessKey => Box::pin(iam_access_key::test(ctx, fields, stage)).await,
+        ProviderKind::Keyring => Box::pin(keyring::test(ctx, fields, stage)).await,
     }
 }
 
