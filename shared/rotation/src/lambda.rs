@@ -189,6 +189,7 @@ fn step_outcome(
         rotation_duration_ms: facts.rotation_duration_ms,
         error_type: error.map(RotationError::kind),
         error_message: error.map(|e| failure(event, e).message),
+        sessions: facts.sessions.clone(),
     }
 }
 

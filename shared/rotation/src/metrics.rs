@@ -19,6 +19,11 @@ pub const ROTATION_FAILED: &str = "RotationFailed";
 pub const ROTATION_DURATION: &str = "RotationDuration";
 /// Milliseconds metric: one step.
 pub const STEP_DURATION: &str = "StepDuration";
+/// Count metric: the sessions of the credential a step invalidated (or refused to), on every
+/// step that made the in-use check.
+pub const SESSIONS_IN_USE: &str = "SessionsInUse";
+/// Count metric: the sessions a compromise response's step terminated.
+pub const SESSIONS_TERMINATED: &str = "SessionsTerminated";
 
 /// The EMF document of one step invocation.
 pub fn emf_document(namespace: &str, outcome: &StepTelemetry, timestamp_ms: u64) -> Value {
@@ -35,6 +40,17 @@ pub fn emf_document(namespace: &str, outcome: &StepTelemetry, timestamp_ms: u64)
         Status::Failed => {
             metrics.push((ROTATION_SUCCEEDED, "Count", 0));
             metrics.push((ROTATION_FAILED, "Count", 1));
+        }
+    }
+    if let Some(facts) = &outcome.sessions {
+        let count = |sessions: &Option<crate::providers::sessions::Sessions>| {
+            sessions
+                .as_ref()
+                .map_or(0, |s| u64::try_from(s.count).unwrap_or(u64::MAX))
+        };
+        metrics.push((SESSIONS_IN_USE, "Count", count(&facts.in_use)));
+        if facts.terminated.is_some() {
+            metrics.push((SESSIONS_TERMINATED, "Count", count(&facts.terminated)));
         }
     }
     let definitions: Vec<Value> = metrics

@@ -50,6 +50,9 @@ pub struct StepFacts {
     pub finished_rotation: bool,
     /// The whole rotation's wall time, when this step finished it and its start is known.
     pub rotation_duration_ms: Option<u64>,
+    /// What the step found and did about live sessions (also when it failed: a refusal names
+    /// the consumers).
+    pub sessions: Option<providers::sessions::SessionFacts>,
 }
 
 impl Engine {
@@ -57,7 +60,7 @@ impl Engine {
     /// for the function named `function` (its calls name it in their user agent).
     pub async fn from_env(function: &str) -> Result<Self> {
         // Every TLS client in the process (database drivers, the AWS SDK) uses aws-lc-rs.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        crate::tls::install_default_provider();
         let config = Config::from_env()?;
         let tls = crate::tls::client_config(config.db_ca_file.as_deref())?;
         let aws = config.load_aws(function).await;
@@ -125,6 +128,7 @@ impl Engine {
             duration_ms: 0,
             secrets_manager_calls: 0,
             warnings: Vec::new(),
+            sessions: None,
         };
         let ctx = StepContext {
             aws: &self.aws,
@@ -134,22 +138,29 @@ impl Engine {
             secret: &metadata,
             warnings: Mutex::new(Vec::new()),
             deadline,
+            sessions: Mutex::new(None),
         };
-        report.outcome = match check_token(&metadata, event)? {
-            TokenState::AlreadyCurrent => {
-                facts.finished_rotation = finish_leftover(&sm, &metadata, event).await?;
-                Outcome::AlreadyCurrent
-            }
-            TokenState::Pending { has_version } => match event.step {
-                Step::Create => create(&ctx, event, has_version, &mut report).await?,
-                Step::Set => set(&ctx, event, &mut report).await?,
-                Step::Test => test(&ctx, event, &mut report).await?,
-                Step::Finish => {
-                    facts.finished_rotation = true;
-                    finish(&sm, &metadata, event).await?
+        let outcome = async {
+            Ok::<_, RotationError>(match check_token(&metadata, event)? {
+                TokenState::AlreadyCurrent => {
+                    facts.finished_rotation = finish_leftover(&sm, &metadata, event).await?;
+                    Outcome::AlreadyCurrent
                 }
-            },
-        };
+                TokenState::Pending { has_version } => match event.step {
+                    Step::Create => create(&ctx, event, has_version, &mut report).await?,
+                    Step::Set => set(&ctx, event, &mut report).await?,
+                    Step::Test => test(&ctx, event, &mut report).await?,
+                    Step::Finish => {
+                        facts.finished_rotation = true;
+                        finish(&sm, &metadata, event).await?
+                    }
+                },
+            })
+        }
+        .await;
+        facts.sessions = ctx.sessions.lock().ok().and_then(|mut s| s.take());
+        report.sessions = facts.sessions.clone();
+        report.outcome = outcome?;
         if facts.finished_rotation {
             let summary = summarize(&ctx, event, caller).await;
             report.provider = summary.provider;

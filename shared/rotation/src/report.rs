@@ -51,6 +51,10 @@ pub struct StepReport {
     /// Warnings an operator should see (for example, TLS turned off by the secret).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// What the step found and did about live sessions: the in-use check before it
+    /// invalidated a credential, the sessions a compromise response terminated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<crate::providers::sessions::SessionFacts>,
 }
 
 impl StepReport {
