@@ -320,7 +320,7 @@ pub fn render(s: &Status) -> String {
             match (&c.sessions, &c.unavailable) {
                 (Some(found), _) => out.push_str(&format!("  {:<11} {}\n", c.label, found.describe())),
                 (None, Some(why)) => out.push_str(&format!(
-                    "  {:<11} user {user:?}: unknown, the database cannot be asked from here: {why}\n",
+                    "  {:<11} user {user:?}: unknown, the database cannot be asked from here (the functions reach it from their network): {why}\n",
                     c.label
                 )),
                 (None, None) => {}

@@ -38,7 +38,7 @@ pub(crate) fn rotator_bin() -> &'static PathBuf {
 }
 
 /// Runs `rotator args...` with the stack's environment (inherited from the test).
-async fn rotator(args: &[&str]) -> Output {
+pub(crate) async fn rotator(args: &[&str]) -> Output {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let bin = rotator_bin().clone();
     tokio::task::spawn_blocking(move || {
@@ -51,7 +51,7 @@ async fn rotator(args: &[&str]) -> Output {
     .expect("rotator task")
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -60,7 +60,7 @@ fn stderr(out: &Output) -> String {
 }
 
 /// Runs `rotator --output json args...` and parses its output.
-async fn rotator_json(args: &[&str]) -> (Output, Value) {
+pub(crate) async fn rotator_json(args: &[&str]) -> (Output, Value) {
     let mut all = vec!["--output", "json"];
     all.extend_from_slice(args);
     let out = rotator(&all).await;
