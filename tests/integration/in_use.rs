@@ -478,11 +478,21 @@ async fn a_compromise_of_alternating_users_cuts_off_each_user_as_it_gets_its_new
 #[tokio::test(flavor = "multi_thread")]
 async fn status_lists_the_sessions_of_each_credential_and_says_when_it_cannot() {
     let stack = Stack::from_env().await;
-    let TestUser { secret_arn: arn, user, password } = stack
+    let TestUser {
+        secret_arn: arn,
+        user,
+        password,
+    } = stack
         .alternating_user_with_secret(Db::Postgres, "inusestatus", false, Mode::SecretsManager)
         .await
         .app;
-    assert_succeeded(&stack.driver(Mode::SecretsManager).rotate(&arn).await.unwrap());
+    assert_succeeded(
+        &stack
+            .driver(Mode::SecretsManager)
+            .rotate(&arn)
+            .await
+            .unwrap(),
+    );
     let (name, _) = consumer(Db::Postgres);
     let _held = Held::open(&stack, Db::Postgres, &user, &password, &name).await;
 
@@ -500,8 +510,15 @@ async fn status_lists_the_sessions_of_each_credential_and_says_when_it_cannot() 
     let previous = credential(AWSPREVIOUS);
     assert_eq!(previous["user"], user.as_str(), "{status}");
     assert_eq!(previous["sessions"]["count"], 1, "{status}");
-    assert_eq!(previous["sessions"]["applicationNames"][0], name.as_str(), "{status}");
-    assert_eq!(previous["sessions"]["addresses"][0], "127.0.0.1", "{status}");
+    assert_eq!(
+        previous["sessions"]["applicationNames"][0],
+        name.as_str(),
+        "{status}"
+    );
+    assert_eq!(
+        previous["sessions"]["addresses"][0], "127.0.0.1",
+        "{status}"
+    );
     assert!(previous["sessions"]["oldestStart"].is_string(), "{status}");
     assert_eq!(credential(AWSCURRENT)["sessions"]["count"], 0, "{status}");
     let text = crate::cli::stdout(&crate::cli::rotator(&["status", &arn]).await);
@@ -510,10 +527,14 @@ async fn status_lists_the_sessions_of_each_credential_and_says_when_it_cannot() 
     // A database this machine cannot reach: said so, and the status is shown all the same.
     let mut value = stack.db_secret(Db::Postgres, &user, &password);
     value["port"] = serde_json::json!(1);
-    let unreachable = stack.create_secret(&Stack::unique("inuseunreachable"), &value).await;
+    let unreachable = stack
+        .create_secret(&Stack::unique("inuseunreachable"), &value)
+        .await;
     let (out, status) = crate::cli::rotator_json(&["status", &unreachable]).await;
     assert!(out.status.success(), "{status}");
-    let why = status["sessions"][0]["unavailable"].as_str().unwrap_or_default();
+    let why = status["sessions"][0]["unavailable"]
+        .as_str()
+        .unwrap_or_default();
     assert!(why.contains("network error"), "{status}");
     let text = crate::cli::stdout(&crate::cli::rotator(&["status", &unreachable]).await);
     assert!(text.contains("cannot be asked from here"), "{text}");

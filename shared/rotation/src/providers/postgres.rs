@@ -132,9 +132,11 @@ impl Database for Postgres {
 const SESSION_COLUMNS: &str = "pid, pg_catalog.host(client_addr), application_name, \
      pg_catalog.to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
 
-/// The client sessions of `user` (by the role it logged in as) other than this one.
+/// The client sessions of `user` (by the role it logged in as) other than this one. The
+/// backend type is NULL where the details are hidden (only client backends log in as a user).
 const SESSIONS_OF: &str = "FROM pg_catalog.pg_stat_activity WHERE usename = $1 \
-     AND backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid()";
+     AND coalesce(backend_type, 'client backend') = 'client backend' \
+     AND pid <> pg_catalog.pg_backend_pid()";
 
 fn session_of(row: &tokio_postgres::Row) -> Session {
     let started: Option<String> = row.get(3);
@@ -147,14 +149,15 @@ fn session_of(row: &tokio_postgres::Row) -> Session {
     }
 }
 
-/// The sessions of `user` other than this one. `RESET ROLE` first: a session running as
+/// The sessions of `user` other than this one. `SET ROLE NONE` first (`RESET ROLE` would go
+/// back to the role's `SET role` default): a session running as
 /// another role (an alternating clone's `SET role` default) sees and signals with the
 /// privileges of the role it logged in as.
 pub async fn list_sessions(
     client: &Client,
     user: &str,
 ) -> std::result::Result<Vec<Session>, tokio_postgres::Error> {
-    client.batch_execute("RESET ROLE").await?;
+    client.batch_execute("SET ROLE NONE").await?;
     let rows = client
         .query(&format!("SELECT {SESSION_COLUMNS} {SESSIONS_OF}"), &[&user])
         .await?;
@@ -168,7 +171,7 @@ pub async fn terminate_own_sessions(
     client: &Client,
     user: &str,
 ) -> std::result::Result<Vec<Session>, tokio_postgres::Error> {
-    client.batch_execute("RESET ROLE").await?;
+    client.batch_execute("SET ROLE NONE").await?;
     let rows = client
         .query(
             &format!(
