@@ -1,11 +1,12 @@
 //! `status`: a secret's versions with labels and dates, its provider and strategy (from
-//! `providers::profile`), mode, schedule, last and next rotation, and the timeline of its
-//! credentials.
+//! `providers::profile`), mode, schedule, last and next rotation, the timeline of its
+//! credentials, and (databases) the live sessions of each credential.
 
 use aws_sdk_secretsmanager::Client;
 use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 use rotation::providers;
+use rotation::providers::sessions::Sessions;
 use rotation::secrets_manager::{SecretsManager, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use rotation::Mode;
 use serde::Serialize;
@@ -66,6 +67,90 @@ pub struct Status {
     pub versions: Vec<Version>,
     /// Each credential's periods.
     pub timeline: Vec<Life>,
+    /// Databases: the live sessions of each credential (AWSCURRENT, and AWSPREVIOUS when it
+    /// names another user).
+    pub sessions: Vec<CredentialSessions>,
+}
+
+/// The live sessions of one credential, as its own login lists them.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialSessions {
+    /// The version's label (`AWSCURRENT`, `AWSPREVIOUS`).
+    pub label: &'static str,
+    /// The user.
+    pub user: Option<String>,
+    /// Its sessions other than the command's own login.
+    pub sessions: Option<Sessions>,
+    /// Why they are unknown: the database cannot be reached from here, the login is refused...
+    pub unavailable: Option<String>,
+}
+
+/// What a login to a database from where the command runs may take.
+const SESSIONS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The sessions of each credential of a database secret (AWSCURRENT, and AWSPREVIOUS when it
+/// names another user: a single user's previous password no longer logs in), each listed by
+/// the credential's own login (TLS verified as the functions verify it, with
+/// `ROTATION_DB_CA_FILE` trusted too). A database this machine cannot reach is said so, never
+/// an error of the whole status.
+async fn credential_sessions(sm: &SecretsManager, arn: &str) -> Vec<CredentialSessions> {
+    rotation::tls::install_default_provider();
+    let ca_file = std::env::var_os(rotation::config::ENV_DB_CA_FILE)
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from);
+    let tls = rotation::tls::client_config(ca_file.as_deref());
+    let mut out = Vec::new();
+    let mut current_user = None;
+    for label in [AWSCURRENT, AWSPREVIOUS] {
+        let value = match sm.get_value(arn, None, label).await {
+            Ok(Some(value)) => value,
+            Ok(None) => continue,
+            Err(e) => {
+                out.push(CredentialSessions {
+                    label,
+                    user: None,
+                    sessions: None,
+                    unavailable: Some(e.to_string()),
+                });
+                continue;
+            }
+        };
+        let user = providers::parse_object(&value, arn, label)
+            .ok()
+            .and_then(|fields| fields.get("username")?.as_str().map(str::to_owned));
+        if label == AWSPREVIOUS && user.is_some() && user == current_user {
+            continue;
+        }
+        let listed = match &tls {
+            Ok(tls) => providers::own_sessions(
+                &value,
+                arn,
+                label,
+                tls,
+                ca_file.as_deref(),
+                SESSIONS_TIMEOUT,
+            )
+            .await
+            .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let (sessions, unavailable) = match listed {
+            Ok(None) => return Vec::new(),
+            Ok(Some(sessions)) => (Some(sessions), None),
+            Err(e) => (None, Some(e)),
+        };
+        if label == AWSCURRENT {
+            current_user = user.clone();
+        }
+        out.push(CredentialSessions {
+            label,
+            user,
+            sessions,
+            unavailable,
+        });
+    }
+    out
 }
 
 fn date(d: Option<&DateTime>) -> Option<String> {
@@ -163,6 +248,9 @@ pub async fn read(client: &Client, context: &Context, secret: &str) -> Result<St
         .filter(|v| Some(&v.id) != pending.as_ref())
         .filter_map(|v| Some((v.id.clone(), v.created_secs?)))
         .collect();
+    let profile_is_database = profile
+        .as_ref()
+        .is_ok_and(|p| matches!(p.provider, "postgres" | "mysql"));
     let grace = match &profile {
         Ok(p) => usize::from(p.rotations_to_retire.saturating_sub(1)),
         Err(_) => 0,
@@ -181,6 +269,11 @@ pub async fn read(client: &Client, context: &Context, secret: &str) -> Result<St
         next_rotation: date(out.next_rotation_date()),
         pending,
         timeline: timeline::lives(&created, grace),
+        sessions: if profile_is_database {
+            credential_sessions(&sm, &arn).await
+        } else {
+            Vec::new()
+        },
         versions,
         arn,
     })
@@ -219,6 +312,20 @@ pub fn render(s: &Status) -> String {
             "IN PROGRESS AWSPENDING is on {p}: resume it (`rotator rotate --local --resume {}`, or wait for Secrets Manager's retry) or abandon it: aws secretsmanager update-secret-version-stage --secret-id {} --version-stage AWSPENDING --remove-from-version-id {p}\n",
             s.name, s.name
         ));
+    }
+    if !s.sessions.is_empty() {
+        out.push_str("\nsessions (each credential's own login lists them)\n");
+        for c in &s.sessions {
+            let user = c.user.as_deref().unwrap_or("?");
+            match (&c.sessions, &c.unavailable) {
+                (Some(found), _) => out.push_str(&format!("  {:<11} {}\n", c.label, found.describe())),
+                (None, Some(why)) => out.push_str(&format!(
+                    "  {:<11} user {user:?}: unknown, the database cannot be asked from here (the functions reach it from their network): {why}\n",
+                    c.label
+                )),
+                (None, None) => {}
+            }
+        }
     }
     out.push_str("\nversions (oldest first)\n");
     for v in &s.versions {

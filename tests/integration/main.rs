@@ -13,6 +13,7 @@ mod db_faults;
 mod fault_matrix;
 mod hostile_names;
 mod iam_access_keys;
+mod in_use;
 mod keyring;
 mod no_secrets_in_logs;
 mod outcomes;

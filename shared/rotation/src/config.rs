@@ -29,6 +29,8 @@ pub const ENV_DB_HOST_OVERRIDES: &str = variables::DB_HOST_OVERRIDES.name;
 pub const ENV_USERNAME_LIMIT: &str = variables::USERNAME_LIMIT.name;
 /// Environment variable [`variables::RDS_WAIT`].
 pub const ENV_RDS_WAIT: &str = variables::RDS_WAIT.name;
+/// Environment variable [`variables::IN_USE_WAIT`].
+pub const ENV_IN_USE_WAIT: &str = variables::IN_USE_WAIT.name;
 
 /// One entry of [`ENV_DB_HOST_OVERRIDES`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +138,8 @@ pub struct Config {
     pub mysql_username_limit: usize,
     /// Bound on waiting for RDS to be available after a master password change.
     pub rds_wait: Duration,
+    /// Bound on waiting for a credential's consumers to leave (in-use policy `wait`).
+    pub in_use_wait: Duration,
     /// Refuse to revoke an IAM access key used since the previous rotation (default false).
     pub iam_strict_revocation: bool,
     /// How long setSecret waits for IAM to accept a new access key.
@@ -194,6 +198,7 @@ impl Config {
             mysql_username_limit: usize::try_from(number(&variables::USERNAME_LIMIT)?)
                 .unwrap_or(usize::MAX),
             rds_wait: seconds(&variables::RDS_WAIT)?,
+            in_use_wait: seconds(&variables::IN_USE_WAIT)?,
             password: PasswordPolicy::from_lookup(&lookup)?,
             db_ca_file: lookup(ENV_DB_CA_FILE)
                 .filter(|p| !p.trim().is_empty())

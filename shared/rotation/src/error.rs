@@ -197,7 +197,7 @@ pub enum RotationError {
     },
     /// createSecret refused to revoke an access key used since the previous rotation finished,
     /// because strict revocation is on. Nothing was deleted or created.
-    #[error("refusing to revoke access key {key_id} of IAM user {user:?}: it was last used at {last_used}, after the previous rotation finished ({since}), so something still uses it; strict revocation is on (`strictRevocation` in the secret, or ROTATION_IAM_STRICT_REVOCATION)")]
+    #[error("refusing to revoke access key {key_id} of IAM user {user:?}: it was last used at {last_used}, after the previous rotation finished ({since}), so something still uses it; strict revocation is on (`strictRevocation` in the secret, ROTATION_IAM_STRICT_REVOCATION, or the secret's tag rotation-in-use = refuse or wait)")]
     RevocationRefused {
         /// The IAM user name.
         user: String,
@@ -207,6 +207,19 @@ pub enum RotationError {
         last_used: String,
         /// When the previous rotation finished (the AWSCURRENT version's creation).
         since: String,
+    },
+    /// setSecret refused to replace a password still in use: the secret's tag
+    /// `rotation-in-use` is `refuse`, or `wait` and the consumers stayed. Nothing was changed.
+    #[error("refusing to change the password of user {user:?}: it is in use: {sessions}; the secret's tag rotation-in-use is {policy}{waited}; nothing was changed: move those consumers to the AWSCURRENT credentials (or set the tag to warn) and rotate again")]
+    CredentialInUse {
+        /// The user whose password the step would replace.
+        user: String,
+        /// Its sessions: count, addresses, application names, oldest start (never a secret).
+        sessions: String,
+        /// The policy that refused (`refuse` or `wait`).
+        policy: &'static str,
+        /// How long the step waited, for `wait`.
+        waited: String,
     },
 }
 
@@ -230,6 +243,7 @@ impl RotationError {
             RotationError::TestFailed(_) => "TestFailed",
             RotationError::Iam { .. } => "Iam",
             RotationError::RevocationRefused { .. } => "RevocationRefused",
+            RotationError::CredentialInUse { .. } => "CredentialInUse",
             RotationError::Timeout { .. } => "Timeout",
         }
     }

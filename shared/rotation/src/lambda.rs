@@ -196,6 +196,7 @@ fn step_outcome(
         error_type: error.map(RotationError::kind),
         error_message: error.map(|e| failure(event, e).message),
         reason: facts.declined.clone(),
+        sessions: facts.sessions.clone(),
     }
 }
 

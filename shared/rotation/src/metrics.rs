@@ -21,6 +21,11 @@ pub const ROTATION_DURATION: &str = "RotationDuration";
 pub const STEP_DURATION: &str = "StepDuration";
 /// Count metric: 1 when createSecret declined a rotation outside the secret's rotation window.
 pub const ROTATION_OUTSIDE_WINDOW: &str = "RotationOutsideWindow";
+/// Count metric: the sessions of the credential a step invalidated (or refused to), on every
+/// step that made the in-use check.
+pub const SESSIONS_IN_USE: &str = "SessionsInUse";
+/// Count metric: the sessions a compromise response's step terminated.
+pub const SESSIONS_TERMINATED: &str = "SessionsTerminated";
 
 /// The EMF document of one step invocation.
 pub fn emf_document(namespace: &str, outcome: &StepTelemetry, timestamp_ms: u64) -> Value {
@@ -41,6 +46,17 @@ pub fn emf_document(namespace: &str, outcome: &StepTelemetry, timestamp_ms: u64)
         Status::OutsideWindow => {
             metrics.push((ROTATION_OUTSIDE_WINDOW, "Count", 1));
             metrics.push((ROTATION_FAILED, "Count", 0));
+        }
+    }
+    if let Some(facts) = &outcome.sessions {
+        let count = |sessions: &Option<crate::providers::sessions::Sessions>| {
+            sessions
+                .as_ref()
+                .map_or(0, |s| u64::try_from(s.count).unwrap_or(u64::MAX))
+        };
+        metrics.push((SESSIONS_IN_USE, "Count", count(&facts.in_use)));
+        if facts.terminated.is_some() {
+            metrics.push((SESSIONS_TERMINATED, "Count", count(&facts.terminated)));
         }
     }
     let definitions: Vec<Value> = metrics

@@ -53,6 +53,9 @@ pub struct StepFacts {
     pub rotation_duration_ms: Option<u64>,
     /// Why createSecret declined to start the rotation (outside the secret's rotation window).
     pub declined: Option<String>,
+    /// What the step found and did about live sessions (also when it failed: a refusal names
+    /// the consumers).
+    pub sessions: Option<providers::sessions::SessionFacts>,
 }
 
 impl Engine {
@@ -68,7 +71,7 @@ impl Engine {
     /// environment, `rotator` from its own options).
     pub fn new(aws: aws_config::SdkConfig, config: Config) -> Result<Self> {
         // Every TLS client in the process (database drivers, the AWS SDK) uses aws-lc-rs.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        crate::tls::install_default_provider();
         let tls = crate::tls::client_config(config.db_ca_file.as_deref())?;
         Ok(Engine {
             client: aws_sdk_secretsmanager::Client::new(&aws),
@@ -99,6 +102,7 @@ impl Engine {
             tls: &self.tls,
             secret: metadata,
             warnings: Mutex::new(Vec::new()),
+            sessions: Mutex::new(None),
             deadline: Deadline::NONE,
         };
         providers::test_version(&ctx, value, stage).await
@@ -160,6 +164,7 @@ impl Engine {
             secrets_manager_calls: 0,
             warnings: Vec::new(),
             note: None,
+            sessions: None,
         };
         let ctx = StepContext {
             aws: &self.aws,
@@ -169,39 +174,46 @@ impl Engine {
             secret: &metadata,
             warnings: Mutex::new(Vec::new()),
             deadline,
+            sessions: Mutex::new(None),
         };
-        report.outcome = match check_token(&metadata, event) {
-            Ok(TokenState::AlreadyCurrent) => {
-                facts.finished_rotation = finish_leftover(&sm, &metadata, event).await?;
-                Outcome::AlreadyCurrent
-            }
-            Ok(TokenState::Pending { has_version }) => match event.step {
-                Step::Create => create(&ctx, event, has_version, now, &mut report).await?,
-                Step::Set => set(&ctx, event, &mut report).await?,
-                Step::Test => test(&ctx, event, &mut report).await?,
-                Step::Finish => {
-                    facts.finished_rotation = true;
-                    finish(&sm, &metadata, event).await?
+        let outcome = async {
+            Ok::<_, RotationError>(match check_token(&metadata, event) {
+                Ok(TokenState::AlreadyCurrent) => {
+                    facts.finished_rotation = finish_leftover(&sm, &metadata, event).await?;
+                    Outcome::AlreadyCurrent
                 }
-            },
-            // The later steps of a rotation createSecret declined outside the window: Secrets
-            // Manager invokes them anyway, and the workflow passes the token on.
-            Err(e @ RotationError::BadToken { .. }) => {
-                if !Gate::of(&metadata, now)?.restricts() {
-                    return Err(e);
+                Ok(TokenState::Pending { has_version }) => match event.step {
+                    Step::Create => create(&ctx, event, has_version, now, &mut report).await?,
+                    Step::Set => set(&ctx, event, &mut report).await?,
+                    Step::Test => test(&ctx, event, &mut report).await?,
+                    Step::Finish => {
+                        facts.finished_rotation = true;
+                        finish(&sm, &metadata, event).await?
+                    }
+                },
+                // The later steps of a rotation createSecret declined outside the window:
+                // Secrets Manager invokes them anyway, and the workflow passes the token on.
+                Err(e @ RotationError::BadToken { .. }) => {
+                    if !Gate::of(&metadata, now)?.restricts() {
+                        return Err(e);
+                    }
+                    let note = format!(
+                        "version {} is not pending: createSecret declined this rotation outside the rotation window (tag {}), so {} does nothing",
+                        event.client_request_token,
+                        crate::window::TAG,
+                        event.step
+                    );
+                    tracing::info!(secret_arn = %metadata.arn, step = %event.step, "{note}");
+                    report.note = Some(note);
+                    Outcome::OutsideWindow
                 }
-                let note = format!(
-                    "version {} is not pending: createSecret declined this rotation outside the rotation window (tag {}), so {} does nothing",
-                    event.client_request_token,
-                    crate::window::TAG,
-                    event.step
-                );
-                tracing::info!(secret_arn = %metadata.arn, step = %event.step, "{note}");
-                report.note = Some(note);
-                Outcome::OutsideWindow
-            }
-            Err(e) => return Err(e),
-        };
+                Err(e) => return Err(e),
+            })
+        }
+        .await;
+        facts.sessions = ctx.sessions.lock().ok().and_then(|mut s| s.take());
+        report.sessions = facts.sessions.clone();
+        report.outcome = outcome?;
         if event.step == Step::Create && report.outcome == Outcome::OutsideWindow {
             facts.declined.clone_from(&report.note);
         }

@@ -58,6 +58,10 @@ pub struct StepReport {
     /// Why the step did nothing, when it declined (outside the rotation window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// What the step found and did about live sessions: the in-use check before it
+    /// invalidated a credential, the sessions a compromise response terminated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<crate::providers::sessions::SessionFacts>,
 }
 
 impl StepReport {

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::event::Step;
 use crate::mode::Mode;
+use crate::providers::sessions::SessionFacts;
 
 /// The `source` of the outcome events the functions publish.
 pub const EVENT_SOURCE: &str = "secret-rotation";
@@ -21,6 +22,12 @@ pub const DETAIL_TYPE_OUTSIDE_WINDOW: &str = "Secret Rotation Outside Window";
 /// `detail-type` of the event `rotator rollback` publishes when it moved AWSCURRENT back to
 /// the AWSPREVIOUS version.
 pub const DETAIL_TYPE_ROLLED_BACK: &str = "Secret Rotation Rolled Back";
+/// `detail-type` of the event published when a step invalidated a credential still in use
+/// (the in-use policy let it go on).
+pub const DETAIL_TYPE_IN_USE: &str = "Secret Rotation Credential In Use";
+/// `detail-type` of the event published when a compromise response's step terminated the
+/// sessions that predate a new password.
+pub const DETAIL_TYPE_SESSIONS_TERMINATED: &str = "Secret Rotation Sessions Terminated";
 
 /// How a step invocation ended, seen as part of a rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +85,8 @@ pub struct StepTelemetry {
     pub error_message: Option<String>,
     /// Why the step declined (outside the rotation window), when it did.
     pub reason: Option<String>,
+    /// What the step found and did about live sessions, when it looked.
+    pub sessions: Option<SessionFacts>,
 }
 
 impl StepTelemetry {
@@ -87,10 +96,17 @@ impl StepTelemetry {
     }
 
     /// The EventBridge `detail-type` of this outcome, or None when it is no rotation outcome
-    /// (a step in the middle of a rotation that succeeded).
+    /// (a step in the middle of a rotation that succeeded and found nobody using the credential
+    /// it invalidated).
     pub fn detail_type(&self) -> Option<&'static str> {
         match self.status {
-            Status::StepDone => None,
+            Status::StepDone => match &self.sessions {
+                Some(facts) if facts.terminated.as_ref().is_some_and(|t| t.count > 0) => {
+                    Some(DETAIL_TYPE_SESSIONS_TERMINATED)
+                }
+                Some(facts) if facts.in_use.is_some() => Some(DETAIL_TYPE_IN_USE),
+                _ => None,
+            },
             Status::Succeeded => Some(DETAIL_TYPE_SUCCEEDED),
             Status::Failed => Some(DETAIL_TYPE_FAILED),
             Status::OutsideWindow => Some(DETAIL_TYPE_OUTSIDE_WINDOW),
@@ -114,6 +130,7 @@ impl StepTelemetry {
             "errorType": self.error_type,
             "errorMessage": self.error_message,
             "reason": self.reason,
+            "sessions": self.sessions,
         })
     }
 }
@@ -140,6 +157,7 @@ pub(crate) mod tests {
             error_type: None,
             error_message: None,
             reason: None,
+            sessions: None,
         }
     }
 
@@ -160,5 +178,45 @@ pub(crate) mod tests {
         outcome.reason = Some("outside the rotation window".into());
         assert_eq!(outcome.detail_type(), Some(DETAIL_TYPE_OUTSIDE_WINDOW));
         assert_eq!(outcome.detail()["reason"], "outside the rotation window");
+    }
+
+    #[test]
+    fn a_step_that_found_consumers_or_terminated_sessions_is_an_event_naming_them() {
+        use crate::providers::sessions::{Policy, Session, Sessions};
+        let mut outcome = succeeded();
+        outcome.status = Status::StepDone;
+        outcome.step = Step::Set;
+        let consumer = Session {
+            id: 7,
+            address: Some("10.0.0.5".into()),
+            application: Some("billing".into()),
+            started: Some("2026-12-07T23:00:00Z".into()),
+            visible: true,
+        };
+        let found = Sessions::of("app", [&consumer]);
+        outcome.sessions = Some(SessionFacts {
+            policy: Policy::Warn,
+            ..SessionFacts::default()
+        });
+        assert_eq!(outcome.detail_type(), None, "nobody in use: no event");
+        outcome.sessions = Some(SessionFacts {
+            policy: Policy::Warn,
+            in_use: Some(found.clone()),
+            ..SessionFacts::default()
+        });
+        assert_eq!(outcome.detail_type(), Some(DETAIL_TYPE_IN_USE));
+        let detail = outcome.detail();
+        assert_eq!(detail["sessions"]["policy"], "warn");
+        assert_eq!(detail["sessions"]["inUse"]["addresses"][0], "10.0.0.5");
+        assert_eq!(
+            detail["sessions"]["inUse"]["applicationNames"][0],
+            "billing"
+        );
+        outcome.sessions = Some(SessionFacts {
+            terminated: Some(found),
+            ..SessionFacts::default()
+        });
+        assert_eq!(outcome.detail_type(), Some(DETAIL_TYPE_SESSIONS_TERMINATED));
+        assert_eq!(outcome.detail()["sessions"]["terminated"]["count"], 1);
     }
 }

@@ -26,6 +26,12 @@ pub fn rds_certificates() -> Result<Vec<CertificateDer<'static>>> {
         .map_err(|e| RotationError::Config(format!("the built-in RDS CA bundle is invalid: {e}")))
 }
 
+/// Makes aws-lc-rs the process's TLS provider, for every TLS client that takes the default
+/// (database drivers, the AWS SDK); once is enough, later calls change nothing.
+pub fn install_default_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// Builds the rustls client configuration used for every verified database connection.
 ///
 /// Certificates and host names are verified (PostgreSQL's `verify-full`): the server's

@@ -12,3 +12,4 @@ mod iam;
 mod logs;
 mod mysql_grants;
 mod rds_master;
+mod sessions;

@@ -293,6 +293,13 @@ pub const RDS_WAIT: Variable = Variable {
     values: number(240, 1, 3600),
     meaning: "bound on waiting for RDS to apply a master password change (its `PendingModifiedValues` cleared, status `available`); the invocation's deadline bounds it too",
 };
+/// Seconds setSecret waits for the consumers of a credential it is about to invalidate to
+/// leave, for a secret whose tag `rotation-in-use` is `wait`.
+pub const IN_USE_WAIT: Variable = Variable {
+    name: "ROTATION_IN_USE_WAIT_SECONDS",
+    values: seconds(60, 1, 900),
+    meaning: "bound on waiting for the sessions of a credential about to be invalidated to end (tag `rotation-in-use` = `wait`, [consumers](consumers.md)); the invocation's deadline bounds it too; then the step refuses",
+};
 /// Where to connect instead of a secret's (or RDS's) endpoint, as `PATTERN:PORT=HOST:PORT`
 /// entries separated by commas or semicolons; PATTERN may start with `*.` (for example a
 /// tunnel, or the local stack standing in for RDS).
@@ -421,6 +428,7 @@ pub const VARIABLES: &[Variable] = &[
     AWS_MAX_ATTEMPTS,
     USERNAME_LIMIT,
     RDS_WAIT,
+    IN_USE_WAIT,
     DB_HOST_OVERRIDES,
     IAM_STRICT_REVOCATION,
     IAM_PROPAGATION_TIMEOUT,

@@ -10,6 +10,7 @@ use secrecy::SecretString;
 use serde_json::{Map, Value};
 
 use super::database_secret::{DatabaseSecret, Endpoint, MasterSecret, Strategy, TlsMode};
+use super::sessions::{self, Decision, Policy, Session, Sessions};
 use super::{parse_object, rds, secret_fields, ProviderResult, StepContext};
 use crate::deadline::Backoff;
 use crate::error::{Credential, DbFailure, Result, RotationError};
@@ -132,6 +133,26 @@ pub trait Database {
 
     /// A query that proves the session works.
     async fn probe(session: &mut Self::Session, who: &Who) -> Result<()>;
+
+    /// Logged in as `who`: the sessions of `user` other than this one, with what `who` may see
+    /// of them. `user` is bound as a parameter, never written into SQL text.
+    async fn list_sessions(
+        session: &mut Self::Session,
+        who: &Who,
+        user: &str,
+    ) -> Result<Vec<Session>>;
+
+    /// Logged in as the user itself (`who`): ends every other session of that user, and returns
+    /// those it ended. The server's own rule (a user may end its own sessions) is the only
+    /// privilege used.
+    async fn terminate_own_sessions(session: &mut Self::Session, who: &Who)
+        -> Result<Vec<Session>>;
+
+    /// Logs out, waiting for the server to see it (a session only dropped may still be listed
+    /// a moment later).
+    async fn close(session: Self::Session) {
+        drop(session);
+    }
 }
 
 /// The user an alternating rotation switches to: the `_clone` suffix added or removed.
@@ -358,7 +379,10 @@ async fn set_alternating<D: Database>(
     let master = Master::resolve::<D>(ctx, current).await?;
     check_alternate_names(&ctx.secret.arn, current, pending, &master.secret.username)?;
     check_same_server(ctx, current, &master)?;
-    if pending_logs_in::<D>(ctx, pending).await? {
+    if let Some((mut session, who)) = pending_login::<D>(ctx, pending).await? {
+        if cuts_off(ctx) {
+            cut_off::<D>(ctx, &mut session, &who).await;
+        }
         return Ok(Outcome::AlreadyDone);
     }
     prove_current::<D>(ctx, current).await?;
@@ -377,6 +401,16 @@ async fn set_alternating<D: Database>(
             format!("field `username`: {why} (trust rule: the alternate user may not do more than the user whose AWSCURRENT credentials logged in)"),
         ));
     }
+    // Both names are proven now: the AWSCURRENT user logged in, and the pending user is
+    // exactly its alternate (not the master).
+    check_in_use::<D>(
+        ctx,
+        &mut session,
+        &who,
+        &pending.username,
+        Some(&current.username),
+    )
+    .await?;
     bounded(
         ctx,
         &who,
@@ -390,6 +424,20 @@ async fn set_alternating<D: Database>(
         ),
     )
     .await?;
+    if cuts_off(ctx) {
+        // As the user itself, with its new password: no privilege of the master's is needed.
+        match pending_login::<D>(ctx, pending).await {
+            Ok(Some((mut session, who))) => cut_off::<D>(ctx, &mut session, &who).await,
+            Ok(None) => ctx.warn(format!(
+                "compromise response: user {:?} does not log in with its new password yet, so its older sessions were not terminated; a retried setSecret terminates them",
+                pending.username
+            )),
+            Err(e) => ctx.warn(format!(
+                "compromise response: the older sessions of user {:?} were not terminated: {e}",
+                pending.username
+            )),
+        }
+    }
     Ok(Outcome::Done)
 }
 
@@ -470,7 +518,10 @@ async fn prove_current<D: Database>(ctx: &StepContext<'_>, current: &DatabaseSec
     )
     .await
     {
-        Ok(_) => Ok(()),
+        Ok(session) => {
+            D::close(session).await;
+            Ok(())
+        }
         Err(e) if e.is_authentication_failure() => Err(RotationError::invalid_secret(
             &ctx.secret.arn,
             AWSCURRENT,
@@ -485,17 +536,26 @@ async fn pending_logs_in<D: Database>(
     ctx: &StepContext<'_>,
     pending: &DatabaseSecret,
 ) -> Result<bool> {
-    match login::<D>(
-        ctx,
-        pending,
-        &pending.username,
-        &pending.password,
-        Credential::Pending,
-    )
-    .await
-    {
-        Ok(_) => Ok(true),
-        Err(e) if e.is_authentication_failure() => Ok(false),
+    match pending_login::<D>(ctx, pending).await? {
+        Some((session, _)) => {
+            D::close(session).await;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// A session logged in with the pending credentials, or None when the server refuses them
+/// (setSecret has not made them valid yet).
+async fn pending_login<D: Database>(
+    ctx: &StepContext<'_>,
+    pending: &DatabaseSecret,
+) -> Result<Option<(D::Session, Who)>> {
+    let endpoint = ctx.config.endpoint_for(Endpoint::of(pending));
+    let as_pending = who(Credential::Pending, &pending.username, &endpoint);
+    match D::connect(ctx, &endpoint, &as_pending, &pending.password).await {
+        Ok(session) => Ok(Some((session, as_pending))),
+        Err(e) if e.is_authentication_failure() => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -514,22 +574,31 @@ async fn set_single_user<D: Database>(
     let as_current = who(Credential::Current, &current.username, &endpoint);
     let (mut session, who) = match D::connect(ctx, &endpoint, &as_current, &current.password).await
     {
-        Ok(session) => {
-            if pending_checked_first(true, D::keeps_current_password(&session))
-                && pending_logs_in::<D>(ctx, pending).await?
-            {
-                return Ok(Outcome::AlreadyDone);
+        Ok(mut session) => {
+            if pending_checked_first(true, D::keeps_current_password(&session)) {
+                if let Some((pending_session, _)) = pending_login::<D>(ctx, pending).await? {
+                    D::close(pending_session).await;
+                    if cuts_off(ctx) {
+                        cut_off::<D>(ctx, &mut session, &as_current).await;
+                    }
+                    return Ok(Outcome::AlreadyDone);
+                }
             }
             (session, as_current)
         }
         Err(e) if e.is_authentication_failure() => {
-            if pending_logs_in::<D>(ctx, pending).await? {
+            if let Some((mut session, who)) = pending_login::<D>(ctx, pending).await? {
+                if cuts_off(ctx) {
+                    cut_off::<D>(ctx, &mut session, &who).await;
+                }
                 return Ok(Outcome::AlreadyDone);
             }
             login_previous::<D>(ctx, current, &endpoint, e).await?
         }
         Err(e) => return Err(e),
     };
+    // The user logged in as itself: its name is proven, and it lists its own sessions.
+    check_in_use::<D>(ctx, &mut session, &who, &who.user, None).await?;
     bounded(
         ctx,
         &who,
@@ -537,7 +606,185 @@ async fn set_single_user<D: Database>(
         D::set_own_password(&mut session, &who, &pending.password),
     )
     .await?;
+    if cuts_off(ctx) {
+        cut_off::<D>(ctx, &mut session, &who).await;
+    }
     Ok(Outcome::Done)
+}
+
+/// What one look at the sessions of the user whose password changes may take: no look of the
+/// `wait` policy starts later than this before the end of its wait.
+const LIST_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The in-use check before `user`'s password is replaced ([`sessions`]): lists the sessions
+/// of `user` through `session` (logged in as `who`, who is `user` itself or the master; `user`
+/// is proven: it logged in, or it is the exact alternate of the user that did), applies the
+/// secret's policy and records what it found for the step's report, metrics and outcome
+/// event. `current` (alternating users): the AWSCURRENT user, whose sessions tell whether the
+/// consumers have moved. It runs only before the change: a retry that finds the change made
+/// goes on without it.
+async fn check_in_use<D: Database>(
+    ctx: &StepContext<'_>,
+    session: &mut D::Session,
+    who: &Who,
+    user: &str,
+    current: Option<&str>,
+) -> Result<()> {
+    let policy = Policy::of(ctx.secret)?;
+    let incident = crate::compromise_marker::active(ctx.secret);
+    let started = std::time::Instant::now();
+    let mut backoff = Backoff::new(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(5),
+        ctx.wait_end(ctx.config.in_use_wait),
+        LIST_ALLOWANCE,
+    );
+    loop {
+        let rows = bounded(
+            ctx,
+            who,
+            "listing the sessions of the user whose password changes",
+            D::list_sessions(session, who, user),
+        )
+        .await?;
+        let found = Sessions::consumers(user, &rows);
+        let decision = sessions::decide(policy, incident, found.count, backoff.has_time());
+        match decision {
+            Decision::Retry => {
+                tracing::info!(
+                    secret_arn = %ctx.secret.arn,
+                    sessions = %found.describe(),
+                    "in use: waiting for the consumers to leave (tag {})",
+                    sessions::TAG
+                );
+                backoff.pause().await;
+                continue;
+            }
+            Decision::GoOn => {
+                if started.elapsed() > LIST_ALLOWANCE {
+                    tracing::info!(
+                        secret_arn = %ctx.secret.arn,
+                        user,
+                        waited_ms = started.elapsed().as_millis(),
+                        "the consumers left: the password changes"
+                    );
+                }
+                ctx.record_sessions(|facts| facts.policy = policy);
+                return Ok(());
+            }
+            Decision::Warn | Decision::Refuse => {}
+        }
+        let moved = match current {
+            Some(current) => {
+                let rows = bounded(
+                    ctx,
+                    who,
+                    "listing the sessions of the AWSCURRENT user",
+                    D::list_sessions(session, who, current),
+                )
+                .await?;
+                Some(Sessions::consumers(current, &rows))
+            }
+            None => None,
+        };
+        let mut text = found.describe();
+        if let Some(moved) = &moved {
+            text.push_str("; ");
+            text.push_str(&moved_text(moved));
+        }
+        ctx.record_sessions(|facts| {
+            facts.policy = policy;
+            facts.in_use = Some(found.clone());
+            facts.current = moved.clone();
+        });
+        if decision == Decision::Refuse {
+            let waited = if policy == Policy::Wait {
+                format!(
+                    " (waited {} s, bounded by {} = {} s and the invocation's deadline)",
+                    started.elapsed().as_secs(),
+                    crate::config::ENV_IN_USE_WAIT,
+                    ctx.config.in_use_wait.as_secs()
+                )
+            } else {
+                String::new()
+            };
+            return Err(RotationError::CredentialInUse {
+                user: user.to_owned(),
+                sessions: text,
+                policy: policy.as_str(),
+                waited,
+            });
+        }
+        ctx.warn(format!(
+            "the password of user {user:?} changes although it is in use: {text}{}",
+            if incident && policy != Policy::Warn {
+                format!(
+                    " (compromise response: the tag {} = {} does not hold it up)",
+                    sessions::TAG,
+                    policy.as_str()
+                )
+            } else {
+                String::new()
+            }
+        ));
+        return Ok(());
+    }
+}
+
+/// What the AWSCURRENT user's sessions say about the consumers' move.
+fn moved_text(moved: &Sessions) -> String {
+    if moved.count == 0 {
+        format!(
+            "the AWSCURRENT user {:?} has no session yet (no consumer has moved to it)",
+            moved.user
+        )
+    } else {
+        format!(
+            "the AWSCURRENT user {:?} has {}",
+            moved.user,
+            moved.describe()
+        )
+    }
+}
+
+/// Whether this rotation is part of a compromise response, which cuts off live access: the
+/// secret carries the compromise marker ([`crate::compromise_marker`]).
+fn cuts_off(ctx: &StepContext<'_>) -> bool {
+    crate::compromise_marker::active(ctx.secret)
+}
+
+/// Compromise response, right after the user `who` logged in as got its new password: ends
+/// every other session of that user through `session` (logged in as the user itself), and
+/// reports them (count, addresses, application names) in the step's warnings, report and
+/// outcome event. Every session listed now began before the change, or with the new password
+/// a moment ago (those reconnect): none opened with the new credential later is touched. A
+/// failure is a warning: the password is replaced, which is what the rotation must achieve.
+async fn cut_off<D: Database>(ctx: &StepContext<'_>, session: &mut D::Session, who: &Who) {
+    let ended = bounded(
+        ctx,
+        who,
+        "terminating the user's older sessions",
+        D::terminate_own_sessions(session, who),
+    )
+    .await;
+    match ended {
+        Ok(rows) => {
+            let ended = Sessions::of(&who.user, &rows);
+            if ended.count > 0 {
+                ctx.warn(format!(
+                    "compromise response: terminated {}, which began before its new password",
+                    ended.describe()
+                ));
+            } else {
+                tracing::info!(secret_arn = %ctx.secret.arn, user = %who.user, "compromise response: no older session to terminate");
+            }
+            ctx.record_sessions(|facts| facts.terminated = Some(ended.clone()));
+        }
+        Err(e) => ctx.warn(format!(
+            "compromise response: the older sessions of user {:?} were not terminated: {e}",
+            who.user
+        )),
+    }
 }
 
 /// Whether a single user's setSecret tries the pending password before it changes anything:

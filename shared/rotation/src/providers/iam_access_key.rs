@@ -15,9 +15,12 @@
 //! fails, naming it, before changing anything.
 //!
 //! Before deleting a key, createSecret asks IAM when it was last used. A use after the previous
-//! rotation finished means something still uses the old key: createSecret warns (naming the key
-//! id, never the secret) in its log and report, or, in strict mode, refuses to revoke and fails
-//! without changing anything, unless the secret carries the compromise marker
+//! rotation finished means something still uses the old key: the in-use policy decides
+//! ([`super::sessions`]: the secret's tag `rotation-in-use`, at least `refuse` in strict mode).
+//! createSecret warns (naming the key id, never the secret) in its log, report, metric and
+//! outcome event, or, under `refuse` (and `wait`: the last use never moves back, so there is
+//! nothing to wait for), refuses to revoke and fails without changing anything, unless the
+//! secret carries the compromise marker
 //! ([`crate::compromise_marker`]). During a compromise response, each key deletion also attaches
 //! an inline policy to the user that denies the session tokens issued before it
 //! ([`older_sessions_denied`]), so that credentials derived from a leaked key die with it.
@@ -31,6 +34,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use super::iam_secret::{IamSecret, PROVIDER};
+use super::sessions::{self, Decision, Policy, Sessions};
 use super::{ProviderResult, StepContext};
 use crate::error::{Result, RotationError};
 use crate::report::Outcome;
@@ -230,9 +234,12 @@ pub async fn create(
             .map(|k| (p, k.active))
     });
     let since = ctx.secrets_manager.created_date(arn, AWSCURRENT);
+    // One policy with the databases' in-use check ([`sessions`]): the secret's tag, at least
+    // `refuse` when strict revocation is on (`strictRevocation`, else the configuration).
     let strict = current
         .strict_revocation
         .unwrap_or(ctx.config.iam_strict_revocation);
+    let policy = Policy::of(ctx.secret)?.max(if strict { Policy::Refuse } else { Policy::Warn });
     let since_text = since
         .as_ref()
         .map_or_else(|| "unknown".to_owned(), format_time);
@@ -247,20 +254,36 @@ pub async fn create(
             .map_err(|e| iam_error("GetAccessKeyLastUsed", user, e))?
             .access_key_last_used()
             .and_then(|u| u.last_used_date().copied());
+        ctx.record_sessions(|facts| facts.policy = policy);
         if let Some(used) = last_used.filter(|used| used_after(used, since.as_ref())) {
-            let marker = ctx.secret.tags.get(crate::compromise_marker::TAG);
-            if let (true, Some(marker)) = (strict, marker) {
-                ctx.warn(format!(
-                    "strict revocation does not hold during a compromise response (tag {} = {marker:?} on the secret): the key in use may be the leaked one",
-                    crate::compromise_marker::TAG
-                ));
-            } else if strict {
-                return Err(RotationError::RevocationRefused {
-                    user: user.to_owned(),
-                    key_id: key_id.to_owned(),
-                    last_used: format_time(&used),
-                    since: since_text,
+            ctx.record_sessions(|facts| {
+                facts.in_use = Some(Sessions {
+                    user: format!("{user} (access key {key_id})"),
+                    count: 1,
+                    last_used: Some(format_time(&used)),
+                    ..Sessions::default()
                 });
+            });
+            let marker = ctx.secret.tags.get(crate::compromise_marker::TAG);
+            // IAM tells only the last use, which never moves back: waiting cannot see the key
+            // fall idle, so `wait` refuses at once.
+            match sessions::decide(policy, marker.is_some(), 1, false) {
+                Decision::Refuse => {
+                    return Err(RotationError::RevocationRefused {
+                        user: user.to_owned(),
+                        key_id: key_id.to_owned(),
+                        last_used: format_time(&used),
+                        since: since_text,
+                    })
+                }
+                _ => {
+                    if let (Some(marker), true) = (marker, policy != Policy::Warn) {
+                        ctx.warn(format!(
+                            "strict revocation does not hold during a compromise response (tag {} = {marker:?} on the secret): the key in use may be the leaked one",
+                            crate::compromise_marker::TAG
+                        ));
+                    }
+                }
             }
             ctx.warn(format!(
                 "revoking access key {key_id} of IAM user {user:?} although it was last used at {}, after the previous rotation finished ({since_text}): something still uses the inactive key",

@@ -14,6 +14,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod rds;
 pub mod rds_master;
+pub mod sessions;
 
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +28,7 @@ use crate::error::DbFailure;
 use crate::error::{Result, RotationError};
 use crate::report::Outcome;
 use crate::secrets_manager::{SecretMetadata, SecretsManager, AWSCURRENT, AWSPENDING};
+use database::Database as _;
 
 /// What a provider may use during a step.
 pub struct StepContext<'a> {
@@ -44,6 +46,9 @@ pub struct StepContext<'a> {
     pub warnings: Mutex<Vec<String>>,
     /// The invocation's deadline: every wait ends [`Config::report_reserve`] before it.
     pub deadline: crate::deadline::Deadline,
+    /// What the step found and did about live sessions ([`sessions`]), for its report,
+    /// metrics and outcome event.
+    pub sessions: Mutex<Option<sessions::SessionFacts>>,
 }
 
 impl StepContext<'_> {
@@ -51,6 +56,13 @@ impl StepContext<'_> {
     /// reserve for reporting the step's outcome, whichever comes first.
     pub fn wait_end(&self, limit: std::time::Duration) -> std::time::Instant {
         self.deadline.wait_end(limit, self.config.report_reserve())
+    }
+
+    /// Updates what the step records about live sessions ([`sessions::SessionFacts`]).
+    pub fn record_sessions(&self, update: impl FnOnce(&mut sessions::SessionFacts)) {
+        if let Ok(mut facts) = self.sessions.lock() {
+            update(facts.get_or_insert_with(Default::default));
+        }
     }
 
     /// Records a warning for the step's report and logs it.
@@ -275,6 +287,59 @@ pub async fn test_version(
         ProviderKind::IamAccessKey => Box::pin(iam_access_key::test(ctx, fields, stage)).await,
         ProviderKind::Keyring => Box::pin(keyring::test(ctx, fields, stage)).await,
     }
+}
+
+/// The sessions of the user a database secret's `version` names, listed by that user itself,
+/// logged in with the version's own credentials at the endpoint the version names (TLS
+/// verified as the functions verify it: `tls`, and `ca_file` for MySQL), bounded by `timeout`:
+/// every session but that login. What `rotator status` shows per credential. None for a
+/// secret that is no database's.
+pub async fn own_sessions(
+    value: &SecretString,
+    secret: &str,
+    version: &str,
+    tls: &Arc<ClientConfig>,
+    ca_file: Option<&std::path::Path>,
+    timeout: std::time::Duration,
+) -> Result<Option<sessions::Sessions>> {
+    use database_secret::{DatabaseSecret, Endpoint};
+    let fields = parse_object(value, secret, version)?;
+    let kind = ProviderKind::of(&fields, secret, version)?;
+    let credential = if version == AWSCURRENT {
+        crate::error::Credential::Current
+    } else {
+        crate::error::Credential::Previous
+    };
+    let rows = match kind {
+        ProviderKind::Postgres => {
+            let db =
+                DatabaseSecret::parse(fields, secret, version, postgres::Postgres::DEFAULT_PORT)?;
+            postgres::own_sessions(
+                tls,
+                timeout,
+                &Endpoint::of(&db),
+                &db.username,
+                &db.password,
+                credential,
+            )
+            .await
+            .map(|rows| (db.username, rows))?
+        }
+        ProviderKind::MySql => {
+            let db = DatabaseSecret::parse(fields, secret, version, mysql::MySql::DEFAULT_PORT)?;
+            let endpoint = Endpoint::of(&db);
+            let who = database::Who {
+                credential,
+                user: db.username.clone(),
+                endpoint: endpoint.display(),
+            };
+            mysql::own_sessions(ca_file, timeout, &endpoint, &who, &db.password)
+                .await
+                .map(|rows| (db.username, rows))?
+        }
+        ProviderKind::IamAccessKey | ProviderKind::Keyring => return Ok(None),
+    };
+    Ok(Some(sessions::Sessions::consumers(&rows.0, &rows.1)))
 }
 
 /// Sorts a driver's error message into TLS, authentication or network failures (for errors

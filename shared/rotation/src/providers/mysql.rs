@@ -25,6 +25,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::database::{Database, Who};
 use super::database_secret::{Endpoint, TlsMode};
+use super::sessions;
 use super::StepContext;
 use crate::error::{redact, DbFailure, Result};
 
@@ -296,6 +297,101 @@ impl Database for MySql {
             .await
             .map_err(|e| db_error(who, &e, &[]))
     }
+
+    async fn list_sessions(
+        session: &mut Session,
+        who: &Who,
+        user: &str,
+    ) -> Result<Vec<sessions::Session>> {
+        list_sessions(session, user)
+            .await
+            .map_err(|e| db_error(who, &e, &[]))
+    }
+
+    async fn terminate_own_sessions(
+        session: &mut Session,
+        who: &Who,
+    ) -> Result<Vec<sessions::Session>> {
+        let listed = list_sessions(session, &who.user)
+            .await
+            .map_err(|e| db_error(who, &e, &[]))?;
+        let mut ended = Vec::new();
+        for thread in listed {
+            // The id is the server's own number, not text from the secret.
+            match session
+                .conn
+                .query_drop(format!("KILL CONNECTION {}", thread.id))
+                .await
+            {
+                Ok(()) => ended.push(thread),
+                // Unknown thread: it ended meanwhile.
+                Err(mysql_async::Error::Server(e)) if e.code == 1094 => {}
+                Err(e) => return Err(db_error(who, &e, &[])),
+            }
+        }
+        Ok(ended)
+    }
+
+    async fn close(session: Session) {
+        let _ = session.conn.disconnect().await;
+    }
+}
+
+/// The threads of `user` other than this one in the process list, as far as this login sees
+/// it (without the PROCESS privilege, only its own account's threads). MySQL and MariaDB list
+/// no connection time (`TIME` is the time in the current state) and no application name; the
+/// address is `HOST` without its port.
+pub async fn list_sessions(
+    session: &mut Session,
+    user: &str,
+) -> std::result::Result<Vec<sessions::Session>, mysql_async::Error> {
+    let rows: Vec<(u64, String)> = session
+        .conn
+        .exec(
+            "SELECT ID, HOST FROM information_schema.PROCESSLIST \
+             WHERE USER = ? AND ID <> CONNECTION_ID() AND COMMAND <> 'Killed'",
+            (user,),
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, host)| sessions::Session {
+            id,
+            address: Some(client_address(&host).to_owned()),
+            application: None,
+            started: None,
+            visible: true,
+        })
+        .collect())
+}
+
+/// The client's address in a process list `HOST` (`10.0.0.5:53422`, `[::1]:53422`,
+/// `localhost`).
+pub fn client_address(host: &str) -> &str {
+    let address = match host.rsplit_once(':') {
+        Some((address, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            address
+        }
+        _ => host,
+    };
+    address.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Logs in as `who` at `endpoint` (TLS as the functions verify it) and lists its other
+/// sessions: what `rotator status` shows per credential.
+pub async fn own_sessions(
+    extra_ca_file: Option<&std::path::Path>,
+    timeout: std::time::Duration,
+    endpoint: &Endpoint,
+    who: &Who,
+    password: &SecretString,
+) -> Result<Vec<sessions::Session>> {
+    let mut session = connect(extra_ca_file, timeout, endpoint, who, password).await?;
+    let listed = list_sessions(&mut session, &who.user)
+        .await
+        .map_err(|e| db_error(who, &e, &[]));
+    let _ = session.conn.disconnect().await;
+    listed
 }
 
 /// Logs in, bounded by `timeout` for TCP, TLS and authentication together. With TLS, the
@@ -481,6 +577,14 @@ mod tests {
                 dual_password: false
             }
         );
+    }
+
+    #[test]
+    fn the_client_address_loses_its_port() {
+        assert_eq!(client_address("10.0.0.5:53422"), "10.0.0.5");
+        assert_eq!(client_address("[::1]:53422"), "::1");
+        assert_eq!(client_address("localhost"), "localhost");
+        assert_eq!(client_address("db.example:"), "db.example:");
     }
 
     #[test]

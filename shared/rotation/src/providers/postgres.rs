@@ -20,6 +20,7 @@ use scram_only::{ScramOnly, ScramOnlyTls};
 
 use super::database::{base_username, Database, Who, CLONE_SUFFIX};
 use super::database_secret::{Endpoint, TlsMode};
+use super::sessions::{Session, OWN_APPLICATION_NAME};
 use super::StepContext;
 use crate::error::{redact, Credential, DbFailure, Result, RotationError};
 
@@ -111,6 +112,101 @@ impl Database for Postgres {
             .map(|_| ())
             .map_err(|e| who.error(classify(&e), super::describe_chain(&e)))
     }
+
+    async fn list_sessions(session: &mut Client, who: &Who, user: &str) -> Result<Vec<Session>> {
+        list_sessions(session, user)
+            .await
+            .map_err(|e| who.error(classify(&e), super::describe_chain(&e)))
+    }
+
+    async fn terminate_own_sessions(session: &mut Client, who: &Who) -> Result<Vec<Session>> {
+        terminate_own_sessions(session, &who.user)
+            .await
+            .map_err(|e| who.error(classify(&e), super::describe_chain(&e)))
+    }
+}
+
+/// The columns of a session in `pg_stat_activity`, as [`session_of`] reads them: the client's
+/// address and the start are NULL for a session whose role the login has not the privileges
+/// of (without `pg_read_all_stats`); the pid and the application name are shown to everyone.
+const SESSION_COLUMNS: &str = "pid, pg_catalog.host(client_addr), application_name, \
+     pg_catalog.to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+
+/// The client sessions of `user` (by the role it logged in as) other than this one. The
+/// backend type is NULL where the details are hidden (only client backends log in as a user).
+const SESSIONS_OF: &str = "FROM pg_catalog.pg_stat_activity WHERE usename = $1 \
+     AND coalesce(backend_type, 'client backend') = 'client backend' \
+     AND pid <> pg_catalog.pg_backend_pid()";
+
+fn session_of(row: &tokio_postgres::Row) -> Session {
+    let started: Option<String> = row.get(3);
+    Session {
+        id: u64::try_from(row.get::<_, i32>(0)).unwrap_or_default(),
+        address: row.get(1),
+        application: row.get(2),
+        visible: started.is_some(),
+        started,
+    }
+}
+
+/// The sessions of `user` other than this one. `SET ROLE NONE` first (`RESET ROLE` would go
+/// back to the role's `SET role` default): a session running as
+/// another role (an alternating clone's `SET role` default) sees and signals with the
+/// privileges of the role it logged in as.
+pub async fn list_sessions(
+    client: &Client,
+    user: &str,
+) -> std::result::Result<Vec<Session>, tokio_postgres::Error> {
+    client.batch_execute("SET ROLE NONE").await?;
+    let rows = client
+        .query(&format!("SELECT {SESSION_COLUMNS} {SESSIONS_OF}"), &[&user])
+        .await?;
+    Ok(rows.iter().map(session_of).collect())
+}
+
+/// Logged in as `user`: ends every other session of `user` (`pg_terminate_backend`, which a
+/// role may call on its own sessions) and returns those it ended. The function runs only on the
+/// rows the WHERE clause kept.
+pub async fn terminate_own_sessions(
+    client: &Client,
+    user: &str,
+) -> std::result::Result<Vec<Session>, tokio_postgres::Error> {
+    client.batch_execute("SET ROLE NONE").await?;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {SESSION_COLUMNS}, pg_catalog.pg_terminate_backend(pid) {SESSIONS_OF}"
+            ),
+            &[&user],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter(|row| row.get::<_, bool>(4))
+        .map(session_of)
+        .collect())
+}
+
+/// Logs in as `user` at `endpoint` (TLS as the functions verify it) and lists its other
+/// sessions: what `rotator status` shows per credential.
+pub async fn own_sessions(
+    tls: &Arc<ClientConfig>,
+    timeout: Duration,
+    endpoint: &Endpoint,
+    user: &str,
+    password: &SecretString,
+    credential: Credential,
+) -> Result<Vec<Session>> {
+    let client = connect(tls, timeout, endpoint, user, password, credential).await?;
+    list_sessions(&client, user)
+        .await
+        .map_err(|e| RotationError::Database {
+            credential,
+            user: user.to_owned(),
+            endpoint: endpoint.display(),
+            failure: classify(&e),
+            detail: super::describe_chain(&e),
+        })
 }
 
 /// The SCRAM-SHA-256 verifier of a password, as the server stores it.
@@ -137,7 +233,7 @@ pub async fn connect(
         .dbname(endpoint.dbname.as_deref().unwrap_or(DEFAULT_DBNAME))
         .user(user)
         .password(password.expose_secret())
-        .application_name("secrets-manager-rotation")
+        .application_name(OWN_APPLICATION_NAME)
         .connect_timeout(timeout);
     let error = |failure: DbFailure, detail: String| RotationError::Database {
         credential,
