@@ -13,22 +13,6 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use test_support::{assert_succeeded, AlternatingUser, Credentials, Db, Stack, TestUser};
 
-async fn tag(stack: &Stack, arn: &str, key: &str, value: &str) {
-    stack
-        .secrets
-        .tag_resource()
-        .secret_id(arn)
-        .tags(
-            aws_sdk_secretsmanager::types::Tag::builder()
-                .key(key)
-                .value(value)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("TagResource");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_password_valid_before_the_incident_is_retired() {
     let stack = Stack::from_env().await;
@@ -54,7 +38,7 @@ async fn every_password_valid_before_the_incident_is_retired() {
     stack
         .assert_db_login(Db::Postgres, &single_user, &single_before)
         .await;
-    tag(&stack, &single, "incident", &incident).await;
+    stack.tag_secret(&single, "incident", &incident).await;
 
     // Alternating users, workflow mode, rotated once already: both users' passwords are valid.
     let AlternatingUser { app, master } = stack
@@ -81,14 +65,16 @@ async fn every_password_valid_before_the_incident_is_retired() {
     stack
         .assert_db_login(Db::Postgres, &clone_user, &clone_before)
         .await;
-    tag(&stack, &alternating, "incident", &incident).await;
+    stack.tag_secret(&alternating, "incident", &incident).await;
 
     // An unrelated secret carrying another value of the tag is left alone.
     let bystander = stack
         .db_user_with_secret(Db::Postgres, "cmpother", Mode::SecretsManager)
         .await
         .secret_arn;
-    tag(&stack, &bystander, "incident", "another-incident").await;
+    stack
+        .tag_secret(&bystander, "incident", "another-incident")
+        .await;
     let bystander_labels = stack.labels(&bystander).await;
 
     let driver = stack.driver(Mode::SecretsManager);
@@ -274,7 +260,7 @@ async fn a_secret_tagged_just_before_the_incident_is_retired_although_listing_la
     // listings by that key still miss it (the stack's recorder keeps a listing for
     // ROTATION_LIST_SECRETS_LAG_SECONDS, as AWS's may lag for minutes).
     assert!(listed_through_the_functions_endpoint(&key).await.is_empty());
-    tag(&stack, &arn, &key, &incident).await;
+    stack.tag_secret(&arn, &key, &incident).await;
     assert!(
         listed_through_the_functions_endpoint(&key).await.is_empty(),
         "the listing does not lag: the test proves nothing"

@@ -267,18 +267,8 @@ async fn a_key_used_after_the_previous_rotation_is_reported_or_kept_in_strict_mo
             .await;
         if let Some(incident) = incident {
             stack
-                .secrets
-                .tag_resource()
-                .secret_id(&arn)
-                .tags(
-                    aws_sdk_secretsmanager::types::Tag::builder()
-                        .key("rotation-compromise")
-                        .value(incident)
-                        .build(),
-                )
-                .send()
-                .await
-                .unwrap();
+                .tag_secret(&arn, rotation::compromise_marker::TAG, incident)
+                .await;
         }
         assert_succeeded(&driver.rotate(&arn).await.unwrap());
         let second = stack.access_key(&arn, AWSCURRENT).await;
@@ -517,18 +507,12 @@ async fn a_compromise_rotation_denies_the_sessions_issued_before_the_leaked_key_
         // The compromise marker on the secret: this rotation answers a compromise.
         let began = std::time::SystemTime::now();
         stack
-            .secrets
-            .tag_resource()
-            .secret_id(&secret_arn)
-            .tags(
-                aws_sdk_secretsmanager::types::Tag::builder()
-                    .key(rotation::compromise_marker::TAG)
-                    .value(rotation::compromise_marker::value(began))
-                    .build(),
+            .tag_secret(
+                &secret_arn,
+                rotation::compromise_marker::TAG,
+                &rotation::compromise_marker::value(began),
             )
-            .send()
-            .await
-            .unwrap();
+            .await;
         let run = driver.rotate(&secret_arn).await.unwrap();
         assert_succeeded(&run);
         let cutoff = std::time::SystemTime::now();

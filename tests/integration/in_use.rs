@@ -118,22 +118,6 @@ async fn gone(stack: &Stack, db: Db, id: u64) -> bool {
     false
 }
 
-pub(crate) async fn tag(stack: &Stack, arn: &str, key: &str, value: &str) {
-    stack
-        .secrets
-        .tag_resource()
-        .secret_id(arn)
-        .tags(
-            aws_sdk_secretsmanager::types::Tag::builder()
-                .key(key)
-                .value(value)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("TagResource");
-}
-
 async fn untag(stack: &Stack, arn: &str, key: &str) {
     stack
         .secrets
@@ -227,7 +211,7 @@ async fn refuse_fails_set_secret_naming_the_consumers_and_changes_nothing() {
         } = stack
             .db_user_with_secret(db, "inuserefuse", Mode::SecretsManager)
             .await;
-        tag(&stack, &arn, TAG, "refuse").await;
+        stack.tag_secret(&arn, TAG, "refuse").await;
         let (name, expected) = consumer(db);
         let held = Held::open(&stack, db, &user, &password, &name).await;
         let run = driver.rotate(&arn).await.unwrap();
@@ -274,7 +258,7 @@ async fn refuse_on_alternating_users_checks_the_previous_user_and_keeps_every_cr
             user: clone,
             password: clone_password,
         } = stack.credentials(&arn, AWSCURRENT).await;
-        tag(&stack, &arn, TAG, "refuse").await;
+        stack.tag_secret(&arn, TAG, "refuse").await;
         let (name, expected) = consumer(db);
         let _held = Held::open(&stack, db, &user, &password, &name).await;
         let run = driver.rotate(&arn).await.unwrap();
@@ -307,7 +291,7 @@ async fn wait_goes_on_once_the_consumers_leave_and_refuses_when_they_stay() {
         } = stack
             .db_user_with_secret(db, "inusewait", Mode::SecretsManager)
             .await;
-        tag(&stack, &arn, TAG, "wait").await;
+        stack.tag_secret(&arn, TAG, "wait").await;
         let (name, _) = consumer(db);
 
         // The consumer leaves two seconds into the rotation: setSecret waited for it.
@@ -375,7 +359,7 @@ async fn a_compromise_rotation_terminates_the_sessions_of_the_replaced_password_
         let mut bystander = Held::open(&stack, db, &other, &other_password, &name).await;
         let bystander_id = bystander.id().await;
 
-        tag(&stack, &arn, marker::TAG, &marker_now()).await;
+        stack.tag_secret(&arn, marker::TAG, &marker_now()).await;
         let run = driver.rotate(&arn).await.unwrap();
         assert_succeeded(&run);
         let facts = set_facts(&run).expect("setSecret reports its sessions");
@@ -434,7 +418,7 @@ async fn a_compromise_of_alternating_users_cuts_off_each_user_as_it_gets_its_new
         let old_base_id = old_base.id().await;
         let mut old_clone = Held::open(&stack, db, &clone, &clone_password, &name).await;
         let old_clone_id = old_clone.id().await;
-        tag(&stack, &arn, marker::TAG, &marker_now()).await;
+        stack.tag_secret(&arn, marker::TAG, &marker_now()).await;
 
         // The first rotation replaces the original user's password: its old session goes, the
         // clone's (still AWSCURRENT until this rotation finishes) stays.

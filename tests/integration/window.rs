@@ -16,22 +16,6 @@ fn closed_now() -> String {
     format!("{} 00:00-24:00", &day[..3])
 }
 
-async fn tag(stack: &Stack, arn: &str, key: &str, value: &str) {
-    stack
-        .secrets
-        .tag_resource()
-        .secret_id(arn)
-        .tags(
-            aws_sdk_secretsmanager::types::Tag::builder()
-                .key(key)
-                .value(value)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("TagResource");
-}
-
 /// Runs the four steps the way the mode's invoker does; returns each step's outcome.
 async fn four_steps(stack: &Stack, mode: Mode, arn: &str) -> Vec<Outcome> {
     let driver = stack.driver(mode);
@@ -59,7 +43,7 @@ async fn outside_the_window_nothing_rotates_and_every_step_succeeds_saying_so() 
         } = stack
             .db_user_with_secret(Db::Postgres, "winclosed", mode)
             .await;
-        tag(&stack, &arn, window::TAG, &closed_now()).await;
+        stack.tag_secret(&arn, window::TAG, &closed_now()).await;
         let before = stack.labels(&arn).await;
         let current = before
             .iter()
@@ -113,7 +97,9 @@ async fn outside_the_window_nothing_rotates_and_every_step_succeeds_saying_so() 
         );
 
         // The same secret with a window that includes now rotates.
-        tag(&stack, &arn, window::TAG, "daily 00:00-24:00").await;
+        stack
+            .tag_secret(&arn, window::TAG, "daily 00:00-24:00")
+            .await;
         if mode == Mode::SecretsManager {
             stack.enable_rotation(&arn).await;
         }
@@ -142,8 +128,10 @@ async fn the_compromise_marker_overrides_the_window() {
         } = stack
             .db_user_with_secret(Db::Postgres, "winmark", mode)
             .await;
-        tag(&stack, &arn, window::TAG, &closed_now()).await;
-        tag(&stack, &arn, marker::TAG, "2026-12-07T23:30:00Z").await;
+        stack.tag_secret(&arn, window::TAG, &closed_now()).await;
+        stack
+            .tag_secret(&arn, marker::TAG, "2026-12-07T23:30:00Z")
+            .await;
         let outcomes = four_steps(&stack, mode, &arn).await;
         assert_eq!(outcomes[0], Outcome::Done, "{mode}: {outcomes:?}");
         stack
@@ -165,7 +153,7 @@ async fn a_malformed_window_fails_create_secret_naming_the_tag_and_changes_nothi
     } = stack
         .db_user_with_secret(Db::Postgres, "winbad", Mode::Workflow)
         .await;
-    tag(&stack, &arn, window::TAG, "weekdays 2-5").await;
+    stack.tag_secret(&arn, window::TAG, "weekdays 2-5").await;
     let before = stack.labels(&arn).await;
     let run = stack
         .driver(Mode::Workflow)

@@ -652,6 +652,22 @@ impl Stack {
         }
     }
 
+    /// Tags a secret with `key` = `value` (TagResource with the stack's own credentials).
+    pub async fn tag_secret(&self, secret_id: &str, key: &str, value: &str) {
+        self.secrets
+            .tag_resource()
+            .secret_id(secret_id)
+            .tags(
+                aws_sdk_secretsmanager::types::Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("TagResource");
+    }
+
     /// The labelled versions of a secret.
     pub async fn labels(&self, secret_id: &str) -> Labels {
         labels(&self.secrets, secret_id).await.expect("labels")

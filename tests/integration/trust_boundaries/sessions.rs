@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use test_support::stack::record_value;
 use test_support::{Db, Role, Stack};
 
-use crate::in_use::{listed, marker_now, tag, Held};
+use crate::in_use::{listed, marker_now, Held};
 
 /// Every warning and the error of `run`, one text.
 fn reported(run: &rotator::driver::RotationRun) -> String {
@@ -45,7 +45,7 @@ async fn a_secret_naming_another_user_gets_none_of_its_sessions_listed_or_termin
             let arn = stack
                 .create_secret(&Stack::unique("tbsessions"), &value)
                 .await;
-            tag(&stack, &arn, marker::TAG, &marker_now()).await;
+            stack.tag_secret(&arn, marker::TAG, &marker_now()).await;
             value["username"] = json!(victim);
             record_value(&value);
             stack
