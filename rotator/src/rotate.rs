@@ -423,46 +423,36 @@ impl Rotator {
         let token = token.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let secret = plan.secret_arn.as_str();
         match &self.backend {
-            Backend::Aws(runner) if resumed => {
-                let started_by = match plan.mode {
-                    Mode::SecretsManager => "Secrets Manager's retry",
-                    Mode::Workflow => "StartExecution",
-                };
-                bar.set_message(format!(
-                    "rotation {n}/{of}: finishing the rotation in progress {token}"
-                ));
-                self.throttle(1).await;
-                runner
-                    .resume(plan, &token)
-                    .await
-                    .map_err(|e| self.context.compromise(secret, &e))?;
-                done.push(RotationOutcome {
-                    version: token,
-                    resumed,
-                    started_by,
-                    steps: Vec::new(),
-                    ms: started.elapsed().as_millis(),
-                });
-                Ok(())
-            }
             Backend::Aws(runner) => {
-                let started_by = match plan.mode {
-                    Mode::SecretsManager => "RotateSecret",
-                    Mode::Workflow => "StartExecution",
+                let started_by = match (plan.mode, resumed) {
+                    (Mode::SecretsManager, true) => "Secrets Manager's retry",
+                    (Mode::SecretsManager, false) => "RotateSecret",
+                    (Mode::Workflow, _) => "StartExecution",
                 };
-                bar.set_message(format!("rotation {n}/{of}: {started_by} {token}"));
-                self.throttle(1).await;
-                runner
-                    .start(plan, &token)
-                    .await
-                    .map_err(|e| self.context.compromise(secret, &e))?;
-                bar.set_message(format!(
-                    "rotation {n}/{of}: waiting for {token} to become AWSCURRENT"
-                ));
-                runner
-                    .wait_with(secret, Some(&token), || self.throttle(1))
-                    .await
-                    .map_err(|e| self.context.compromise(secret, &e))?;
+                if resumed {
+                    bar.set_message(format!(
+                        "rotation {n}/{of}: finishing the rotation in progress {token}"
+                    ));
+                    self.throttle(1).await;
+                    runner
+                        .resume(plan, &token)
+                        .await
+                        .map_err(|e| self.context.compromise(secret, &e))?;
+                } else {
+                    bar.set_message(format!("rotation {n}/{of}: {started_by} {token}"));
+                    self.throttle(1).await;
+                    runner
+                        .start(plan, &token)
+                        .await
+                        .map_err(|e| self.context.compromise(secret, &e))?;
+                    bar.set_message(format!(
+                        "rotation {n}/{of}: waiting for {token} to become AWSCURRENT"
+                    ));
+                    runner
+                        .wait_with(secret, Some(&token), || self.throttle(1))
+                        .await
+                        .map_err(|e| self.context.compromise(secret, &e))?;
+                }
                 done.push(RotationOutcome {
                     version: token,
                     resumed,

@@ -238,26 +238,43 @@ async fn refuse_fails_set_secret_naming_the_consumers_and_changes_nothing() {
     }
 }
 
+/// An alternating-users secret of `db` rotated once (Secrets Manager mode): the original user,
+/// now AWSPREVIOUS and the one the next rotation gives a new password, and the clone's
+/// AWSCURRENT credentials.
+async fn rotated_alternating(stack: &Stack, db: Db, prefix: &str) -> (TestUser, Credentials) {
+    let app = stack
+        .alternating_user_with_secret(db, prefix, false, Mode::SecretsManager)
+        .await
+        .app;
+    assert_succeeded(
+        &stack
+            .driver(Mode::SecretsManager)
+            .rotate(&app.secret_arn)
+            .await
+            .unwrap(),
+    );
+    let clone = stack.credentials(&app.secret_arn, AWSCURRENT).await;
+    (app, clone)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn refuse_on_alternating_users_checks_the_previous_user_and_keeps_every_credential() {
     let stack = Stack::from_env().await;
     let driver = stack.driver(Mode::SecretsManager);
     for db in Db::ALL {
-        let TestUser {
-            secret_arn: arn,
-            user,
-            password,
-        } = stack
-            .alternating_user_with_secret(db, "inusealt", false, Mode::SecretsManager)
-            .await
-            .app;
         // The first rotation makes the clone current; the original user holds AWSPREVIOUS and
         // is the one the next rotation gives a new password.
-        assert_succeeded(&driver.rotate(&arn).await.unwrap());
-        let Credentials {
-            user: clone,
-            password: clone_password,
-        } = stack.credentials(&arn, AWSCURRENT).await;
+        let (
+            TestUser {
+                secret_arn: arn,
+                user,
+                password,
+            },
+            Credentials {
+                user: clone,
+                password: clone_password,
+            },
+        ) = rotated_alternating(&stack, db, "inusealt").await;
         stack.tag_secret(&arn, TAG, "refuse").await;
         let (name, expected) = consumer(db);
         let _held = Held::open(&stack, db, &user, &password, &name).await;
@@ -399,19 +416,17 @@ async fn a_compromise_of_alternating_users_cuts_off_each_user_as_it_gets_its_new
     let stack = Stack::from_env().await;
     let driver = stack.driver(Mode::SecretsManager);
     for db in Db::ALL {
-        let TestUser {
-            secret_arn: arn,
-            user,
-            password,
-        } = stack
-            .alternating_user_with_secret(db, "inusecutalt", false, Mode::SecretsManager)
-            .await
-            .app;
-        assert_succeeded(&driver.rotate(&arn).await.unwrap());
-        let Credentials {
-            user: clone,
-            password: clone_password,
-        } = stack.credentials(&arn, AWSCURRENT).await;
+        let (
+            TestUser {
+                secret_arn: arn,
+                user,
+                password,
+            },
+            Credentials {
+                user: clone,
+                password: clone_password,
+            },
+        ) = rotated_alternating(&stack, db, "inusecutalt").await;
         // Both pre-incident credentials have a consumer.
         let (name, _) = consumer(db);
         let mut old_base = Held::open(&stack, db, &user, &password, &name).await;
@@ -462,21 +477,14 @@ async fn a_compromise_of_alternating_users_cuts_off_each_user_as_it_gets_its_new
 #[tokio::test(flavor = "multi_thread")]
 async fn status_lists_the_sessions_of_each_credential_and_says_when_it_cannot() {
     let stack = Stack::from_env().await;
-    let TestUser {
-        secret_arn: arn,
-        user,
-        password,
-    } = stack
-        .alternating_user_with_secret(Db::Postgres, "inusestatus", false, Mode::SecretsManager)
-        .await
-        .app;
-    assert_succeeded(
-        &stack
-            .driver(Mode::SecretsManager)
-            .rotate(&arn)
-            .await
-            .unwrap(),
-    );
+    let (
+        TestUser {
+            secret_arn: arn,
+            user,
+            password,
+        },
+        _,
+    ) = rotated_alternating(&stack, Db::Postgres, "inusestatus").await;
     let (name, _) = consumer(Db::Postgres);
     let _held = Held::open(&stack, Db::Postgres, &user, &password, &name).await;
 
